@@ -1,0 +1,66 @@
+// Package enrich turns a verified caller into the metadata the upstream
+// receives. It owns the Resolver the proxy calls, and the sources behind it
+// (the local YAML source here, the Auth0 Management API in enrich/auth0).
+// It knows nothing about HTTP routing: the proxy decides which headers the
+// metadata becomes.
+package enrich
+
+import (
+	"context"
+	"errors"
+)
+
+// Kind says whether a caller is a machine client or an end user; the two are
+// looked up in different places (client_metadata vs app_metadata).
+type Kind uint8
+
+// Caller kinds.
+const (
+	KindClient Kind = iota + 1
+	KindUser
+)
+
+// String returns the value forwarded in X-Client-Kind.
+func (k Kind) String() string {
+	switch k {
+	case KindClient:
+		return "client"
+	case KindUser:
+		return "user"
+	default:
+		return "unknown"
+	}
+}
+
+// Caller identifies who is calling, as derived from a verified token.
+type Caller struct {
+	Kind Kind
+	ID   string
+}
+
+// Key is the cache key of the caller: stable, namespaced by kind so a client
+// and a user with the same id never share an entry.
+func (c Caller) Key() string {
+	return c.Kind.String() + ":" + c.ID
+}
+
+// Record is what a source knows about a caller. Metadata is the trusted
+// metadata: client_metadata for clients, app_metadata for users.
+// UserMetadata is only filled when explicitly configured, because users can
+// edit it themselves and it must never be mistaken for trusted data.
+type Record struct {
+	Name         string         `json:"name,omitempty"`
+	Metadata     map[string]any `json:"metadata,omitempty"`
+	UserMetadata map[string]any `json:"user_metadata,omitempty"`
+}
+
+// ErrUnknownCaller is returned by a Source when the caller definitely does
+// not exist there (Auth0's 404 inexistent_client / inexistent_user). It is
+// cached as a negative entry; any other error is not.
+var ErrUnknownCaller = errors.New("unknown caller")
+
+// Source looks a caller up at its origin. Implementations return
+// ErrUnknownCaller (possibly wrapped) for a definite miss.
+type Source interface {
+	Lookup(ctx context.Context, c Caller) (Record, error)
+}

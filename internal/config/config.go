@@ -1,0 +1,253 @@
+// Package config holds the gateway's configuration as plain data: loaded
+// from YAML once, expanded from the environment, validated with the key path
+// and file in every message, and only then handed to the code that builds
+// the runtime objects. Runtime code never re-reads it or checks for defaults.
+package config
+
+import (
+	"time"
+)
+
+// Config is the whole gateway.yaml.
+type Config struct {
+	Server       Server       `yaml:"server"`
+	Log          Log          `yaml:"log"`
+	Issuers      []Issuer     `yaml:"issuers"`
+	DevIssuer    DevIssuer    `yaml:"dev_issuer"`
+	Metadata     Metadata     `yaml:"metadata"`
+	Cache        Cache        `yaml:"cache"`
+	Headers      Headers      `yaml:"headers"`
+	Routes       []Route      `yaml:"routes"`
+	DemoUpstream DemoUpstream `yaml:"demo_upstream"`
+
+	// File is the path the config was loaded from, for messages.
+	File string `yaml:"-"`
+}
+
+// Server is the public listener and request-level limits.
+type Server struct {
+	Listen            string   `yaml:"listen"`
+	AdminListen       string   `yaml:"admin_listen"`
+	Realm             string   `yaml:"realm"`
+	MaxTokenBytes     int      `yaml:"max_token_bytes"`
+	MaxHeaderBytes    int      `yaml:"max_header_bytes"`
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
+	IdleTimeout       Duration `yaml:"idle_timeout"`
+	ShutdownTimeout   Duration `yaml:"shutdown_timeout"`
+}
+
+// Log selects the zap encoder and level.
+type Log struct {
+	Format string `yaml:"format"` // console | json
+	Level  string `yaml:"level"`  // debug | info | warn | error
+}
+
+// Issuer is one trusted token issuer (an Auth0 tenant or any OIDC issuer).
+type Issuer struct {
+	Issuer            string   `yaml:"issuer"`
+	Audiences         []string `yaml:"audiences"`
+	JWKSURL           string   `yaml:"jwks_url"`
+	Algorithms        []string `yaml:"algorithms"`
+	Leeway            Duration `yaml:"leeway"`
+	JWKSRefresh       Duration `yaml:"jwks_refresh"`
+	UnknownKIDRefresh Duration `yaml:"unknown_kid_refresh"`
+}
+
+// DevIssuer is the built-in issuer for local development: it signs tokens
+// with a key kept in KeyFile, serves its JWKS and an Auth0-shaped
+// POST /oauth/token on its own listener.
+type DevIssuer struct {
+	Enabled  bool        `yaml:"enabled"`
+	Listen   string      `yaml:"listen"`
+	Issuer   string      `yaml:"issuer"`
+	Audience string      `yaml:"audience"`
+	KeyFile  string      `yaml:"key_file"`
+	TokenTTL Duration    `yaml:"token_ttl"`
+	Clients  []DevClient `yaml:"clients"`
+}
+
+// DevClient may obtain tokens from the dev issuer's POST /oauth/token.
+type DevClient struct {
+	ID         string   `yaml:"id"`
+	Secret     string   `yaml:"secret"`
+	SecretFile string   `yaml:"secret_file"`
+	Scopes     []string `yaml:"scopes"`
+}
+
+// Metadata selects where caller metadata comes from.
+type Metadata struct {
+	Source    string      `yaml:"source"`     // local | auth0 | none
+	OnUnknown string      `yaml:"on_unknown"` // reject | forward
+	Local     LocalSource `yaml:"local"`
+	Auth0     Auth0Source `yaml:"auth0"`
+}
+
+// LocalSource declares callers inline, for development and for callers that
+// do not live in Auth0.
+type LocalSource struct {
+	Clients map[string]LocalClient `yaml:"clients"`
+	Users   map[string]LocalUser   `yaml:"users"`
+}
+
+// LocalClient mirrors an Auth0 client's name and client_metadata.
+type LocalClient struct {
+	Name     string         `yaml:"name"`
+	Metadata map[string]any `yaml:"metadata"`
+}
+
+// LocalUser mirrors an Auth0 user's app_metadata.
+type LocalUser struct {
+	AppMetadata map[string]any `yaml:"app_metadata"`
+}
+
+// Auth0Source reads metadata from the Auth0 Management API.
+type Auth0Source struct {
+	ManagementURL       string   `yaml:"management_url"`
+	TokenURL            string   `yaml:"token_url"`
+	Audience            string   `yaml:"audience"`
+	ClientID            string   `yaml:"client_id"`
+	ClientSecret        string   `yaml:"client_secret"`
+	ClientSecretFile    string   `yaml:"client_secret_file"`
+	IncludeUserMetadata bool     `yaml:"include_user_metadata"`
+	RatePerSecond       float64  `yaml:"rate_per_second"`
+	Burst               int      `yaml:"burst"`
+	Timeout             Duration `yaml:"timeout"`
+	MaxRetries          int      `yaml:"max_retries"`
+}
+
+// Cache sizes the two metadata cache tiers.
+type Cache struct {
+	TTL                  Duration `yaml:"ttl"`
+	NegativeTTL          Duration `yaml:"negative_ttl"`
+	StaleWhileRevalidate Duration `yaml:"stale_while_revalidate"`
+	StaleIfError         Duration `yaml:"stale_if_error"`
+	MaxEntries           int      `yaml:"max_entries"`
+	Redis                Redis    `yaml:"redis"`
+}
+
+// Redis is the optional shared L2 tier. An empty URL means no Redis.
+type Redis struct {
+	URL     string   `yaml:"url"`
+	Prefix  string   `yaml:"prefix"`
+	Timeout Duration `yaml:"timeout"`
+}
+
+// Headers names the trusted headers and bounds their size.
+type Headers struct {
+	Namespace      []string `yaml:"namespace"`
+	ClientID       string   `yaml:"client_id"`
+	ClientName     string   `yaml:"client_name"`
+	Kind           string   `yaml:"kind"`
+	Scopes         string   `yaml:"scopes"`
+	UserID         string   `yaml:"user_id"`
+	MetadataPrefix string   `yaml:"metadata_prefix"`
+	MetadataJSON   string   `yaml:"metadata_json"`
+	MaxValueBytes  int      `yaml:"max_value_bytes"`
+	MaxJSONBytes   int      `yaml:"max_json_bytes"`
+}
+
+// Route sends matching requests to an upstream under a policy.
+type Route struct {
+	Name      string   `yaml:"name"`
+	Match     Match    `yaml:"match"`
+	Upstreams []string `yaml:"upstreams"`
+	Auth      string   `yaml:"auth"` // required | optional | public
+}
+
+// Match selects requests for a route.
+type Match struct {
+	PathPrefix string `yaml:"path_prefix"`
+}
+
+// DemoUpstream is a tiny echo server for trying the gateway out: it answers
+// every request with the headers it received, as JSON.
+type DemoUpstream struct {
+	Enabled bool   `yaml:"enabled"`
+	Listen  string `yaml:"listen"`
+}
+
+// Default returns the values used for every key the file leaves out.
+func Default() Config {
+	return Config{
+		Server: Server{
+			Listen:            "127.0.0.1:8080",
+			AdminListen:       "127.0.0.1:9090",
+			Realm:             "gateway",
+			MaxTokenBytes:     16 << 10,
+			MaxHeaderBytes:    64 << 10,
+			ReadHeaderTimeout: Duration(10 * time.Second),
+			IdleTimeout:       Duration(120 * time.Second),
+			ShutdownTimeout:   Duration(30 * time.Second),
+		},
+		Log: Log{Format: "json", Level: "info"},
+		DevIssuer: DevIssuer{
+			Listen:   "127.0.0.1:8081",
+			Audience: "https://api.example.local/",
+			KeyFile:  ".gateway/dev-signing-key.pem",
+			TokenTTL: Duration(time.Hour),
+		},
+		Metadata: Metadata{
+			Source:    "local",
+			OnUnknown: "reject",
+			Auth0: Auth0Source{
+				RatePerSecond: 1,
+				Burst:         2,
+				Timeout:       Duration(5 * time.Second),
+				MaxRetries:    2,
+			},
+		},
+		Cache: Cache{
+			TTL:                  Duration(5 * time.Minute),
+			NegativeTTL:          Duration(time.Minute),
+			StaleWhileRevalidate: Duration(time.Minute),
+			StaleIfError:         Duration(time.Hour),
+			MaxEntries:           100_000,
+			Redis:                Redis{Prefix: "gateway", Timeout: Duration(100 * time.Millisecond)},
+		},
+		Headers: Headers{
+			Namespace:      []string{"X-Client-", "X-User-"},
+			ClientID:       "X-Client-Id",
+			ClientName:     "X-Client-Name",
+			Kind:           "X-Client-Kind",
+			Scopes:         "X-Client-Scopes",
+			UserID:         "X-User-Id",
+			MetadataPrefix: "X-Client-Metadata-",
+			MetadataJSON:   "X-Client-Metadata",
+			MaxValueBytes:  1024,
+			MaxJSONBytes:   4096,
+		},
+		DemoUpstream: DemoUpstream{Listen: "127.0.0.1:8082"},
+	}
+}
+
+// issuerDefaults fills what an issuer entry leaves out.
+func issuerDefaults(is *Issuer) {
+	if len(is.Algorithms) == 0 {
+		is.Algorithms = []string{"RS256"}
+	}
+	if is.Leeway == 0 {
+		is.Leeway = Duration(30 * time.Second)
+	}
+	if is.JWKSRefresh == 0 {
+		is.JWKSRefresh = Duration(time.Hour)
+	}
+	if is.UnknownKIDRefresh == 0 {
+		is.UnknownKIDRefresh = Duration(time.Minute)
+	}
+	if is.JWKSURL == "" && is.Issuer != "" {
+		is.JWKSURL = withSlash(is.Issuer) + ".well-known/jwks.json"
+	}
+}
+
+func withSlash(s string) string {
+	if len(s) > 0 && s[len(s)-1] == '/' {
+		return s
+	}
+	return s + "/"
+}
+
+// Duration is a time.Duration written the Go way in YAML ("30s", "5m").
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }

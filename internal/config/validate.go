@@ -1,0 +1,364 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// maxLeeway bounds clock-skew tolerance: more than this would keep expired
+// tokens alive for longer than any clock drift explains.
+const maxLeeway = 5 * time.Minute
+
+// allowedAlgorithms are the asymmetric JWS algorithms the gateway verifies.
+// Symmetric (HS*) and "none" are never accepted: a gateway holding a shared
+// secret could be tricked into key confusion, and "none" is no signature.
+var allowedAlgorithms = map[string]bool{
+	"RS256": true, "RS384": true, "RS512": true,
+	"PS256": true, "PS384": true, "PS512": true,
+	"ES256": true, "ES384": true, "ES512": true,
+	"EdDSA": true,
+}
+
+type checker struct {
+	file string
+	errs Errors
+}
+
+func (c *checker) add(path, format string, args ...any) {
+	c.errs = append(c.errs, &Error{File: c.file, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (c *checker) hostPort(path, v string) {
+	if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
+		c.add(path, "%q is not a host:port address", v)
+	}
+}
+
+// httpURL accepts https anywhere and plain http only for loopback hosts, so
+// keys and tokens never travel in clear text outside the machine.
+func (c *checker) httpURL(path, v string) *url.URL {
+	u, err := url.Parse(v)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		c.add(path, "%q is not an absolute http(s) URL", v)
+		return nil
+	}
+	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		c.add(path, "%q uses plain http to a non-loopback host; use https", v)
+	}
+	return u
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (c *checker) oneOf(path, v string, allowed ...string) {
+	for _, a := range allowed {
+		if v == a {
+			return
+		}
+	}
+	c.add(path, "%q is not one of %s", v, strings.Join(allowed, ", "))
+}
+
+func (c *checker) headerName(path, v string) {
+	if !httpguts.ValidHeaderFieldName(v) {
+		c.add(path, "%q is not a valid header name", v)
+	}
+}
+
+func (cfg *Config) validate() Errors {
+	c := &checker{file: cfg.File}
+	s := cfg.Server
+	c.hostPort("server.listen", s.Listen)
+	if s.AdminListen != "" {
+		c.hostPort("server.admin_listen", s.AdminListen)
+	}
+	if s.MaxTokenBytes <= 0 || s.MaxTokenBytes > 1<<20 {
+		c.add("server.max_token_bytes", "must be between 1 and 1048576, got %d", s.MaxTokenBytes)
+	}
+	if s.MaxHeaderBytes < 4096 {
+		c.add("server.max_header_bytes", "must be at least 4096, got %d", s.MaxHeaderBytes)
+	}
+	if s.Realm == "" || strings.ContainsAny(s.Realm, "\"\\\r\n") {
+		c.add("server.realm", "must be non-empty and contain no quotes, backslashes or line breaks")
+	}
+	c.oneOf("log.format", cfg.Log.Format, "json", "console")
+	c.oneOf("log.level", cfg.Log.Level, "debug", "info", "warn", "error")
+
+	seen := map[string]bool{}
+	for i, is := range cfg.Issuers {
+		p := fmt.Sprintf("issuers[%d]", i)
+		cfg.checkIssuer(c, p, is)
+		if seen[is.Issuer] {
+			c.add(p+".issuer", "%q is configured twice", is.Issuer)
+		}
+		seen[is.Issuer] = true
+	}
+	cfg.checkDevIssuer(c)
+	if len(cfg.Issuers) == 0 && !cfg.DevIssuer.Enabled {
+		c.add("issuers", "at least one issuer is required (or enable dev_issuer for local development)")
+	}
+	cfg.checkMetadata(c)
+	cfg.checkCache(c)
+	cfg.checkHeaders(c)
+	if len(cfg.Routes) == 0 {
+		c.add("routes", "at least one route is required")
+	}
+	for i, r := range cfg.Routes {
+		p := fmt.Sprintf("routes[%d]", i)
+		if r.Auth == "" {
+			cfg.Routes[i].Auth = "required"
+		} else {
+			c.oneOf(p+".auth", r.Auth, "required", "optional", "public")
+		}
+		if !strings.HasPrefix(r.Match.PathPrefix, "/") {
+			c.add(p+".match.path_prefix", "must start with /, got %q", r.Match.PathPrefix)
+		}
+		if len(r.Upstreams) == 0 {
+			c.add(p+".upstreams", "at least one upstream URL is required")
+		}
+		for j, u := range r.Upstreams {
+			pu, err := url.Parse(u)
+			if err != nil || pu.Host == "" || (pu.Scheme != "http" && pu.Scheme != "https") {
+				c.add(fmt.Sprintf("%s.upstreams[%d]", p, j), "%q is not an absolute http(s) URL", u)
+			}
+		}
+	}
+	if cfg.DemoUpstream.Enabled {
+		c.hostPort("demo_upstream.listen", cfg.DemoUpstream.Listen)
+	}
+	return c.errs
+}
+
+func (cfg *Config) checkIssuer(c *checker, p string, is Issuer) {
+	if is.Issuer == "" {
+		c.add(p+".issuer", "is required")
+	} else {
+		c.httpURL(p+".issuer", is.Issuer)
+	}
+	if len(is.Audiences) == 0 {
+		c.add(p+".audiences", "at least one audience is required")
+	}
+	for j, a := range is.Audiences {
+		if a == "" {
+			c.add(fmt.Sprintf("%s.audiences[%d]", p, j), "must not be empty")
+		}
+	}
+	if is.JWKSURL != "" {
+		c.httpURL(p+".jwks_url", is.JWKSURL)
+	}
+	for j, a := range is.Algorithms {
+		if !allowedAlgorithms[a] {
+			c.add(fmt.Sprintf("%s.algorithms[%d]", p, j), "%q is not an accepted algorithm (asymmetric only: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA)", a)
+		}
+	}
+	if is.Leeway < 0 || is.Leeway.D() > maxLeeway {
+		c.add(p+".leeway", "must be between 0s and %s, got %s", maxLeeway, is.Leeway.D())
+	}
+	if is.JWKSRefresh.D() < time.Second {
+		c.add(p+".jwks_refresh", "must be at least 1s, got %s", is.JWKSRefresh.D())
+	}
+	if is.UnknownKIDRefresh <= 0 {
+		c.add(p+".unknown_kid_refresh", "must be positive, got %s", is.UnknownKIDRefresh.D())
+	}
+}
+
+func (cfg *Config) checkDevIssuer(c *checker) {
+	d := &cfg.DevIssuer
+	if !d.Enabled {
+		return
+	}
+	c.hostPort("dev_issuer.listen", d.Listen)
+	if d.Issuer == "" {
+		d.Issuer = "http://" + d.Listen + "/"
+	}
+	c.httpURL("dev_issuer.issuer", d.Issuer)
+	if d.Audience == "" {
+		c.add("dev_issuer.audience", "is required")
+	}
+	if d.KeyFile == "" {
+		c.add("dev_issuer.key_file", "is required")
+	}
+	if d.TokenTTL.D() < time.Second {
+		c.add("dev_issuer.token_ttl", "must be at least 1s, got %s", d.TokenTTL.D())
+	}
+	ids := map[string]bool{}
+	for i, cl := range d.Clients {
+		p := fmt.Sprintf("dev_issuer.clients[%d]", i)
+		if cl.ID == "" {
+			c.add(p+".id", "is required")
+		}
+		if ids[cl.ID] {
+			c.add(p+".id", "%q is declared twice", cl.ID)
+		}
+		ids[cl.ID] = true
+		if (cl.Secret == "") == (cl.SecretFile == "") {
+			c.add(p, "set exactly one of secret (may come from ${ENV}) or secret_file")
+		}
+	}
+	for _, is := range cfg.Issuers {
+		if is.Issuer == d.Issuer {
+			c.add("dev_issuer.issuer", "%q is also listed under issuers", d.Issuer)
+		}
+	}
+}
+
+func (cfg *Config) checkMetadata(c *checker) {
+	m := cfg.Metadata
+	c.oneOf("metadata.source", m.Source, "local", "auth0", "none")
+	c.oneOf("metadata.on_unknown", m.OnUnknown, "reject", "forward")
+	if m.Source != "auth0" {
+		return
+	}
+	a := m.Auth0
+	if a.ManagementURL == "" {
+		c.add("metadata.auth0.management_url", "is required (the tenant's canonical https://TENANT.auth0.com, not a custom domain)")
+	} else if u := c.httpURL("metadata.auth0.management_url", a.ManagementURL); u != nil && u.Path != "" && u.Path != "/" {
+		c.add("metadata.auth0.management_url", "%q must be a scheme and host only (the /api/v2/ path is added)", a.ManagementURL)
+	}
+	if a.TokenURL != "" {
+		c.httpURL("metadata.auth0.token_url", a.TokenURL)
+	}
+	if a.ClientID == "" {
+		c.add("metadata.auth0.client_id", "is required")
+	}
+	if (a.ClientSecret == "") == (a.ClientSecretFile == "") {
+		c.add("metadata.auth0", "set exactly one of client_secret (from ${ENV}) or client_secret_file")
+	}
+	if a.RatePerSecond <= 0 {
+		c.add("metadata.auth0.rate_per_second", "must be positive, got %g", a.RatePerSecond)
+	}
+	if a.Burst < 1 {
+		c.add("metadata.auth0.burst", "must be at least 1, got %d", a.Burst)
+	}
+	if a.Timeout <= 0 {
+		c.add("metadata.auth0.timeout", "must be positive")
+	}
+	if a.MaxRetries < 0 || a.MaxRetries > 10 {
+		c.add("metadata.auth0.max_retries", "must be between 0 and 10, got %d", a.MaxRetries)
+	}
+}
+
+func (cfg *Config) checkCache(c *checker) {
+	k := cfg.Cache
+	if k.TTL <= 0 {
+		c.add("cache.ttl", "must be positive")
+	}
+	for path, d := range map[string]Duration{"cache.negative_ttl": k.NegativeTTL, "cache.stale_while_revalidate": k.StaleWhileRevalidate, "cache.stale_if_error": k.StaleIfError} {
+		if d < 0 {
+			c.add(path, "must not be negative")
+		}
+	}
+	if k.MaxEntries <= 0 {
+		c.add("cache.max_entries", "must be positive, got %d", k.MaxEntries)
+	}
+	if k.Redis.URL != "" {
+		u, err := url.Parse(k.Redis.URL)
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+			c.add("cache.redis.url", "must look like redis://host:port/db or rediss://host:port/db")
+		}
+		if k.Redis.Timeout <= 0 {
+			c.add("cache.redis.timeout", "must be positive")
+		}
+		if k.Redis.Prefix == "" || strings.ContainsAny(k.Redis.Prefix, " :") {
+			c.add("cache.redis.prefix", "must be non-empty without spaces or colons, got %q", k.Redis.Prefix)
+		}
+	}
+}
+
+func (cfg *Config) checkHeaders(c *checker) {
+	h := cfg.Headers
+	if len(h.Namespace) == 0 {
+		c.add("headers.namespace", "at least one prefix is required")
+	}
+	for i, ns := range h.Namespace {
+		c.headerName(fmt.Sprintf("headers.namespace[%d]", i), ns)
+	}
+	named := map[string]string{
+		"headers.client_id": h.ClientID, "headers.client_name": h.ClientName, "headers.kind": h.Kind,
+		"headers.scopes": h.Scopes, "headers.user_id": h.UserID, "headers.metadata_prefix": h.MetadataPrefix,
+		"headers.metadata_json": h.MetadataJSON,
+	}
+	for path, name := range named {
+		if name == "" {
+			continue // an empty name turns that header off
+		}
+		c.headerName(path, name)
+		if !InNamespace(h.Namespace, name) {
+			c.add(path, "%q is outside headers.namespace %v: clients could send it themselves", name, h.Namespace)
+		}
+	}
+	if h.MaxValueBytes < 16 {
+		c.add("headers.max_value_bytes", "must be at least 16, got %d", h.MaxValueBytes)
+	}
+	if h.MaxJSONBytes < 2 {
+		c.add("headers.max_json_bytes", "must be at least 2, got %d", h.MaxJSONBytes)
+	}
+}
+
+// InNamespace reports whether a header name falls under one of the trusted
+// prefixes, compared case-insensitively and with '_' read as '-' (some
+// servers treat X_Client_Id as X-Client-Id).
+func InNamespace(namespace []string, name string) bool {
+	for _, ns := range namespace {
+		if len(name) >= len(ns) && foldHeader(name[:len(ns)]) == foldHeader(ns) {
+			return true
+		}
+	}
+	return false
+}
+
+func foldHeader(s string) string {
+	return strings.ToLower(strings.ReplaceAll(s, "_", "-"))
+}
+
+func (cfg *Config) loadSecrets() error {
+	c := &checker{file: cfg.File}
+	read := func(path, file string, dst *string) {
+		if file == "" {
+			return
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			c.add(path, "cannot read secret file: %v", err)
+			return
+		}
+		*dst = strings.TrimSpace(string(b))
+		if *dst == "" {
+			c.add(path, "secret file %s is empty", file)
+		}
+	}
+	read("metadata.auth0.client_secret_file", cfg.Metadata.Auth0.ClientSecretFile, &cfg.Metadata.Auth0.ClientSecret)
+	for i := range cfg.DevIssuer.Clients {
+		cl := &cfg.DevIssuer.Clients[i]
+		read(fmt.Sprintf("dev_issuer.clients[%d].secret_file", i), cl.SecretFile, &cl.Secret)
+	}
+	if len(c.errs) > 0 {
+		return c.errs
+	}
+	return nil
+}
+
+// AllIssuers is the configured issuers plus the dev issuer when enabled, as
+// the verifier must trust them.
+func (cfg *Config) AllIssuers() []Issuer {
+	out := append([]Issuer(nil), cfg.Issuers...)
+	if cfg.DevIssuer.Enabled {
+		is := Issuer{Issuer: cfg.DevIssuer.Issuer, Audiences: []string{cfg.DevIssuer.Audience}}
+		issuerDefaults(&is)
+		is.JWKSURL = "http://" + cfg.DevIssuer.Listen + "/.well-known/jwks.json"
+		out = append(out, is)
+	}
+	return out
+}
