@@ -1,0 +1,197 @@
+// Command gateway runs the API gateway: it verifies bearer JWTs, resolves
+// the caller's metadata and forwards trusted X-Client-* headers upstream.
+//
+//	gateway [serve] [--config FILE]   run the gateway (default command)
+//	gateway check   [--config FILE]   validate the config, list every problem
+//	gateway token   --client ID | --user ID [--scope S] [--ttl D] [--config FILE]
+//	gateway version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/metagate/gateway/internal/app"
+	"github.com/metagate/gateway/internal/config"
+	"github.com/metagate/gateway/internal/devissuer"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const defaultConfig = "gateway.yaml"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is main without the process: it returns the exit code, so tests can
+// drive every subcommand.
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "serve":
+		err = serve(args, stderr)
+	case "check":
+		err = check(args, stdout)
+	case "token":
+		err = token(args, stdout)
+	case "version":
+		fmt.Fprintln(stdout, "gateway", version)
+	case "help", "-h", "--help":
+		usage(stdout)
+	default:
+		fmt.Fprintf(stderr, "gateway: unknown command %q\n\n", cmd)
+		usage(stderr)
+		return 2
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "gateway:", err)
+		var usageErr *usageError
+		if errors.As(err, &usageErr) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `Usage:
+  gateway [serve] [--config FILE]   run the gateway (default command)
+  gateway check   [--config FILE]   validate the config and list every problem
+  gateway token   --client ID | --user ID [--scope S] [--ttl D] [--config FILE]
+                                    mint a token from the dev issuer
+  gateway version
+`)
+}
+
+func flags(name string, out io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	file := fs.String("config", defaultConfig, "configuration file")
+	return fs, file
+}
+
+func load(file string) (*config.Config, error) {
+	return config.Load(file, os.LookupEnv)
+}
+
+func check(args []string, stdout io.Writer) error {
+	fs, file := flags("check", stdout)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if _, err := load(*file); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: configuration is valid\n", *file)
+	return nil
+}
+
+func token(args []string, stdout io.Writer) error {
+	fs, file := flags("token", stdout)
+	client := fs.String("client", "", "mint a client-credentials token for this client id")
+	user := fs.String("user", "", "mint a user token for this subject")
+	scope := fs.String("scope", "", "space-separated scopes (default: the client's scopes from dev_issuer.clients)")
+	ttl := fs.Duration("ttl", 0, "token lifetime (default: dev_issuer.token_ttl)")
+	aud := fs.String("audience", "", "audience (default: dev_issuer.audience)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if (*client == "") == (*user == "") {
+		return &usageError{"token: give exactly one of --client ID or --user ID"}
+	}
+	cfg, err := load(*file)
+	if err != nil {
+		return err
+	}
+	d := cfg.DevIssuer
+	if !d.Enabled {
+		return fmt.Errorf("%s: dev_issuer.enabled is false: there is no dev issuer to mint tokens with", *file)
+	}
+	key, err := devissuer.LoadOrCreateKey(d.KeyFile)
+	if err != nil {
+		return err
+	}
+	clients := make([]devissuer.Client, len(d.Clients))
+	for i, c := range d.Clients {
+		clients[i] = devissuer.Client{ID: c.ID, Scopes: c.Scopes}
+	}
+	is := devissuer.New(devissuer.Options{Issuer: d.Issuer, Audience: d.Audience, TTL: d.TokenTTL.D(), Key: key, Clients: clients})
+	tok, err := is.Mint(devissuer.TokenRequest{ClientID: *client, UserID: *user, Scopes: strings.Fields(*scope), Audience: *aud, TTL: *ttl})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, tok)
+	return nil
+}
+
+func serve(args []string, stderr io.Writer) error {
+	fs, file := flags("serve", stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := load(*file)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.Log)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	a, err := app.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	log.Info("gateway started", zap.String("config", *file), zap.String("version", version))
+	return a.Run(ctx)
+}
+
+func newLogger(c config.Log) (*zap.Logger, error) {
+	level, err := zapcore.ParseLevel(c.Level)
+	if err != nil {
+		return nil, fmt.Errorf("log.level: %w", err)
+	}
+	var zc zap.Config
+	if c.Format == "console" {
+		zc = zap.NewDevelopmentConfig()
+		zc.EncoderConfig.EncodeTime = zapcore.TimeEncoderOfLayout(time.TimeOnly)
+		zc.DisableStacktrace = true
+	} else {
+		zc = zap.NewProductionConfig()
+		zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	}
+	zc.Level = zap.NewAtomicLevelAt(level)
+	zc.OutputPaths = []string{"stderr"}
+	l, err := zc.Build()
+	if err != nil {
+		return nil, fmt.Errorf("build logger: %w", err)
+	}
+	return l, nil
+}

@@ -1,0 +1,117 @@
+package enrich
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Metadata is a Record prepared for forwarding. It is computed once, when
+// the cache is filled, and shared read-only by every request after that: the
+// hot path never encodes JSON or formats values.
+type Metadata struct {
+	Record Record
+	// Fields holds the top-level scalar metadata values (strings, numbers,
+	// booleans), sorted by key. Nested objects and arrays are left out here
+	// and only appear in JSON.
+	Fields []Field
+	// JSON is Record.Metadata as compact JSON ("{}" when empty).
+	JSON []byte
+	// UserJSON is Record.UserMetadata as compact JSON, nil unless present.
+	UserJSON []byte
+}
+
+// Field is one scalar metadata value. Name is the key in HTTP header form
+// (letters, digits and hyphens, each word capitalised: "plan_tier" becomes
+// "Plan-Tier"); it is empty when the key has no usable characters.
+type Field struct {
+	Key   string
+	Name  string
+	Value string
+}
+
+// Prepare computes the forwarding form of a record.
+func Prepare(r Record) (*Metadata, error) {
+	m := &Metadata{Record: r}
+	var err error
+	if r.Metadata == nil {
+		m.JSON = []byte("{}")
+	} else if m.JSON, err = json.Marshal(r.Metadata); err != nil {
+		return nil, fmt.Errorf("encode metadata: %w", err)
+	}
+	if r.UserMetadata != nil {
+		if m.UserJSON, err = json.Marshal(r.UserMetadata); err != nil {
+			return nil, fmt.Errorf("encode user metadata: %w", err)
+		}
+	}
+	keys := make([]string, 0, len(r.Metadata))
+	for k := range r.Metadata {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	used := map[string]bool{}
+	for _, k := range keys {
+		v, ok := scalar(r.Metadata[k])
+		if !ok {
+			continue
+		}
+		name := HeaderName(k)
+		if name == "" || used[name] {
+			continue // two keys that fold to one name: the first (sorted) wins
+		}
+		used[name] = true
+		m.Fields = append(m.Fields, Field{Key: k, Name: name, Value: v})
+	}
+	return m, nil
+}
+
+func scalar(v any) (string, bool) {
+	switch x := v.(type) {
+	case string:
+		return x, true
+	case bool:
+		return strconv.FormatBool(x), true
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64), true
+	case int:
+		return strconv.Itoa(x), true
+	case int64:
+		return strconv.FormatInt(x, 10), true
+	case json.Number:
+		return x.String(), true
+	default:
+		return "", false
+	}
+}
+
+// maxNameLen bounds a metadata header name suffix.
+const maxNameLen = 64
+
+// HeaderName turns a metadata key into the canonical header-name form:
+// runs of anything but ASCII letters and digits become one hyphen, and each
+// word starts with a capital ("tier" → "Tier", "plan_tier" → "Plan-Tier").
+func HeaderName(key string) string {
+	var b strings.Builder
+	upper := true
+	for i := 0; i < len(key) && b.Len() < maxNameLen; i++ {
+		c := key[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+			if upper && 'a' <= c && c <= 'z' {
+				c -= 'a' - 'A'
+			} else if !upper && 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			b.WriteByte(c)
+			upper = false
+		default:
+			if b.Len() > 0 && !upper {
+				b.WriteByte('-')
+			}
+			upper = true
+		}
+	}
+	return strings.TrimSuffix(b.String(), "-")
+}

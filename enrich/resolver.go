@@ -1,0 +1,68 @@
+package enrich
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/metagate/gateway/cache"
+)
+
+// Resolver finds a caller's metadata: from the cache when it can, from the
+// source when it must. Concurrent misses for one caller make one source call.
+type Resolver struct {
+	src   Source
+	cache *cache.Tiered[*Metadata]
+}
+
+// NewResolver wires a source behind a cache built with Codec.
+func NewResolver(src Source, c *cache.Tiered[*Metadata]) *Resolver {
+	return &Resolver{src: src, cache: c}
+}
+
+// Resolve returns the caller's prepared metadata. It returns an error
+// wrapping ErrUnknownCaller when the source says the caller does not exist
+// (possibly remembered from an earlier answer), and any other error when the
+// source could not answer and nothing usable was cached.
+func (r *Resolver) Resolve(ctx context.Context, c Caller) (*Metadata, error) {
+	md, _, err := r.cache.Get(ctx, c.Key(), func(ctx context.Context, _ string) (*Metadata, error) {
+		rec, err := r.src.Lookup(ctx, c)
+		if errors.Is(err, ErrUnknownCaller) {
+			return nil, fmt.Errorf("%w: %w", cache.ErrNotFound, err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return Prepare(rec)
+	})
+	if errors.Is(err, cache.ErrNotFound) {
+		return nil, fmt.Errorf("%s %q: %w", c.Kind, c.ID, ErrUnknownCaller)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("resolve %s %q: %w", c.Kind, c.ID, err)
+	}
+	return md, nil
+}
+
+// Invalidate forgets what is cached about a caller, in every tier, so the
+// next request asks the source again.
+func (r *Resolver) Invalidate(ctx context.Context, c Caller) error {
+	return r.cache.Invalidate(ctx, c.Key())
+}
+
+// Codec stores Metadata in the shared cache tier as its Record, and prepares
+// it again when read, so every tier serves the same prepared form.
+type Codec struct{}
+
+// Marshal implements cache.Codec.
+func (Codec) Marshal(m *Metadata) ([]byte, error) { return json.Marshal(m.Record) }
+
+// Unmarshal implements cache.Codec.
+func (Codec) Unmarshal(b []byte) (*Metadata, error) {
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("decode cached record: %w", err)
+	}
+	return Prepare(r)
+}

@@ -1,0 +1,30 @@
+package app
+
+import (
+	"fmt"
+
+	"go.uber.org/zap"
+
+	"github.com/metagate/gateway/enrich/auth0"
+	"github.com/metagate/gateway/internal/config"
+)
+
+func newAuth0Source(c config.Auth0Source, log *zap.Logger) (*auth0.Source, error) {
+	s, err := auth0.New(auth0.Options{
+		ManagementURL:       c.ManagementURL,
+		TokenURL:            c.TokenURL,
+		Audience:            c.Audience,
+		ClientID:            c.ClientID,
+		ClientSecret:        c.ClientSecret,
+		IncludeUserMetadata: c.IncludeUserMetadata,
+		RatePerSecond:       c.RatePerSecond,
+		Burst:               c.Burst,
+		Timeout:             c.Timeout.D(),
+		MaxRetries:          c.MaxRetries,
+		Logger:              log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("metadata.auth0: %w", err)
+	}
+	return s, nil
+}

@@ -1,0 +1,107 @@
+package proxy
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+)
+
+// Reason is why a request was refused. It is a small closed set: safe to
+// show clients, and low-cardinality for metrics labels.
+type Reason string
+
+// Reasons a token is refused.
+const (
+	ReasonMissing      Reason = "missing"
+	ReasonMalformed    Reason = "malformed"
+	ReasonTooLarge     Reason = "too_large"
+	ReasonExpired      Reason = "expired"
+	ReasonNotYetValid  Reason = "not_yet_valid"
+	ReasonBadSignature Reason = "bad_signature"
+	ReasonUnknownKey   Reason = "unknown_kid"
+	ReasonBadAlgorithm Reason = "bad_algorithm"
+	ReasonBadHeader    Reason = "bad_header"
+	ReasonBadIssuer    Reason = "bad_issuer"
+	ReasonBadAudience  Reason = "bad_audience"
+	ReasonBadClaims    Reason = "bad_claims"
+	ReasonBadRequest   Reason = "bad_request"
+)
+
+var reasonText = map[Reason]string{
+	ReasonMalformed:    "The access token is malformed",
+	ReasonTooLarge:     "The access token is too large",
+	ReasonExpired:      "The access token expired",
+	ReasonNotYetValid:  "The access token is not valid yet",
+	ReasonBadSignature: "The access token signature is invalid",
+	ReasonUnknownKey:   "The access token is signed with an unknown key",
+	ReasonBadAlgorithm: "The access token algorithm is not accepted",
+	ReasonBadHeader:    "The access token header is not accepted",
+	ReasonBadIssuer:    "The access token issuer is not trusted",
+	ReasonBadAudience:  "The access token audience is not accepted",
+	ReasonBadClaims:    "The access token claims are invalid",
+	ReasonBadRequest:   "The Authorization header is invalid",
+}
+
+// AuthError is a refused token: Reason for the client and metrics, Err for
+// the logs.
+type AuthError struct {
+	Reason Reason
+	Err    error
+}
+
+func (e *AuthError) Error() string {
+	if e.Err == nil {
+		return string(e.Reason)
+	}
+	return string(e.Reason) + ": " + e.Err.Error()
+}
+
+func (e *AuthError) Unwrap() error { return e.Err }
+
+func authErr(r Reason, err error) *AuthError { return &AuthError{Reason: r, Err: err} }
+
+// errorBody is every error the gateway itself answers with.
+type errorBody struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description,omitempty"`
+}
+
+// writeError is the one place the gateway writes an error response, so the
+// body shape, content type and cache headers never drift.
+func writeError(w http.ResponseWriter, status int, code, desc string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	b, _ := json.Marshal(errorBody{Error: code, Description: desc})
+	h.Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// challenge writes a 401 with an RFC 6750 WWW-Authenticate header. With no
+// token (reason "missing") the challenge carries only the realm, as §3.1
+// asks; otherwise error="invalid_token" and a short, safe description.
+func challenge(w http.ResponseWriter, realm string, r Reason) {
+	if r == ReasonMissing {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="`+realm+`"`)
+		writeError(w, http.StatusUnauthorized, "unauthorized", "An access token is required")
+		return
+	}
+	code := "invalid_token"
+	if r == ReasonBadRequest {
+		code = "invalid_request"
+	}
+	desc := reasonText[r]
+	w.Header().Set("WWW-Authenticate", `Bearer realm="`+realm+`", error="`+code+`", error_description="`+desc+`"`)
+	status := http.StatusUnauthorized
+	if code == "invalid_request" {
+		status = http.StatusBadRequest
+	}
+	writeError(w, status, code, desc)
+}
+
+// forbidScope writes RFC 6750's insufficient_scope answer.
+func forbidScope(w http.ResponseWriter, realm, scope string) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="`+realm+`", error="insufficient_scope", scope="`+scope+`"`)
+	writeError(w, http.StatusForbidden, "insufficient_scope", "The access token lacks a required scope")
+}

@@ -1,0 +1,320 @@
+// Package proxy is the gateway's front door: it matches a route, verifies
+// the bearer token, identifies the caller, asks a resolver for the caller's
+// metadata, replaces every client-sent header in the trusted namespace with
+// trusted ones, and forwards with httputil.ReverseProxy. It does not know
+// where metadata comes from.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"path"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/metagate/gateway/enrich"
+)
+
+// AuthMode is a route's token policy.
+type AuthMode uint8
+
+// Token policies.
+const (
+	// AuthRequired refuses requests without a valid token.
+	AuthRequired AuthMode = iota
+	// AuthOptional enriches requests with a valid token, forwards requests
+	// without one unenriched, and still refuses an invalid token.
+	AuthOptional
+	// AuthPublic never looks at the token; trusted headers are still
+	// stripped.
+	AuthPublic
+)
+
+// RouteConfig is one validated route.
+type RouteConfig struct {
+	Name       string
+	PathPrefix string
+	Upstreams  []*url.URL
+	Auth       AuthMode
+}
+
+// TokenVerifier verifies a raw bearer token.
+type TokenVerifier interface {
+	Verify(ctx context.Context, raw string) (*Token, error)
+}
+
+// MetadataResolver finds a caller's metadata. It returns an error wrapping
+// enrich.ErrUnknownCaller when the caller does not exist at the source.
+type MetadataResolver interface {
+	Resolve(ctx context.Context, c enrich.Caller) (*enrich.Metadata, error)
+}
+
+// Options builds a Gateway. Resolver may be nil (no metadata source).
+type Options struct {
+	Routes         []RouteConfig
+	Verifier       TokenVerifier
+	Resolver       MetadataResolver
+	Headers        HeaderConfig
+	Realm          string
+	ForwardUnknown bool // forward callers unknown to the source, without metadata, instead of 403
+	Transport      http.RoundTripper
+	Logger         *zap.Logger
+}
+
+// Gateway is the http.Handler that fronts the upstreams.
+type Gateway struct {
+	routes         []*route
+	verifier       TokenVerifier
+	resolver       MetadataResolver
+	headers        *headerWriter
+	realm          string
+	forwardUnknown bool
+	log            *zap.Logger
+}
+
+type route struct {
+	RouteConfig
+	proxy *httputil.ReverseProxy
+	next  atomic.Uint64
+}
+
+// New builds a Gateway from validated options.
+func New(o Options) *Gateway {
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Transport == nil {
+		o.Transport = NewTransport()
+	}
+	g := &Gateway{
+		verifier:       o.Verifier,
+		resolver:       o.Resolver,
+		headers:        newHeaderWriter(o.Headers),
+		realm:          o.Realm,
+		forwardUnknown: o.ForwardUnknown,
+		log:            o.Logger,
+	}
+	for _, rc := range o.Routes {
+		rt := &route{RouteConfig: rc}
+		rt.proxy = &httputil.ReverseProxy{
+			Rewrite:      g.rewrite,
+			Transport:    o.Transport,
+			ErrorHandler: g.upstreamError,
+			// Flush streamed responses (SSE, chunked) as they arrive.
+			FlushInterval: -1,
+			ErrorLog:      zap.NewStdLog(o.Logger.Named("reverseproxy")),
+		}
+		g.routes = append(g.routes, rt)
+	}
+	return g
+}
+
+// NewTransport is an http.Transport tuned for a proxy: many idle
+// connections per upstream instead of Go's default of 2.
+func NewTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 1024
+	t.MaxIdleConnsPerHost = 256
+	t.IdleConnTimeout = 90 * time.Second
+	t.ResponseHeaderTimeout = 60 * time.Second
+	return t
+}
+
+// state travels from ServeHTTP to Rewrite in the request context.
+type state struct {
+	route *route
+	token *Token
+	md    *enrich.Metadata
+	// for the access log
+	reason Reason
+	status int
+}
+
+type stateKey struct{}
+
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	st := &state{}
+	rec := &statusRecorder{ResponseWriter: w}
+	g.serve(rec, r, st)
+	g.accessLog(r, rec, st, time.Since(start))
+}
+
+func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
+	rt := g.match(r)
+	if rt == nil {
+		writeError(w, http.StatusNotFound, "not_found", "No route matches this request")
+		return
+	}
+	st.route = rt
+	if rt.Auth != AuthPublic {
+		raw, present, err := bearerToken(r.Header)
+		switch {
+		case err != nil:
+			st.reason = ReasonBadRequest
+			challenge(w, g.realm, ReasonBadRequest)
+			return
+		case !present && rt.Auth == AuthRequired:
+			st.reason = ReasonMissing
+			challenge(w, g.realm, ReasonMissing)
+			return
+		case present:
+			t, err := g.verifier.Verify(r.Context(), raw)
+			if err != nil {
+				var ae *AuthError
+				if !errors.As(err, &ae) {
+					ae = authErr(ReasonBadClaims, err)
+				}
+				st.reason = ae.Reason
+				g.log.Debug("token refused", zap.String("reason", string(ae.Reason)), zap.Error(ae.Err))
+				challenge(w, g.realm, ae.Reason)
+				return
+			}
+			st.token = t
+		}
+	}
+	if st.token != nil && g.resolver != nil {
+		md, err := g.resolver.Resolve(r.Context(), st.token.Caller)
+		switch {
+		case errors.Is(err, enrich.ErrUnknownCaller):
+			if !g.forwardUnknown {
+				writeError(w, http.StatusForbidden, "unknown_caller", "The caller is not known to the gateway")
+				return
+			}
+		case err != nil:
+			g.log.Warn("metadata unavailable", zap.String("caller", st.token.Caller.Key()), zap.Error(err))
+			w.Header().Set("Retry-After", "5")
+			writeError(w, http.StatusServiceUnavailable, "metadata_unavailable", "Caller metadata is temporarily unavailable")
+			return
+		default:
+			st.md = md
+		}
+	}
+	rt.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+}
+
+// match picks the first route whose prefix matches the cleaned path, so
+// "//admin", "/a/../admin" and "/a/%2e%2e/admin" are matched as "/admin".
+func (g *Gateway) match(r *http.Request) *route {
+	p := cleanPath(r.URL.Path)
+	for _, rt := range g.routes {
+		if prefixMatch(p, rt.PathPrefix) {
+			return rt
+		}
+	}
+	return nil
+}
+
+func cleanPath(p string) string {
+	if p == "" || p[0] != '/' {
+		p = "/" + p
+	}
+	cp := path.Clean(p)
+	if cp != "/" && strings.HasSuffix(p, "/") {
+		cp += "/"
+	}
+	return cp
+}
+
+// prefixMatch matches whole path segments: "/api" matches "/api" and
+// "/api/x" but not "/apix"; a prefix ending in "/" matches what starts
+// with it.
+func prefixMatch(p, prefix string) bool {
+	if !strings.HasPrefix(p, prefix) {
+		return false
+	}
+	return len(p) == len(prefix) || strings.HasSuffix(prefix, "/") || p[len(prefix)] == '/'
+}
+
+// rewrite builds the outgoing request. ReverseProxy has already removed
+// hop-by-hop headers, including any the client named in Connection, so the
+// trusted headers set here reach the upstream as they are.
+func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
+	st := pr.In.Context().Value(stateKey{}).(*state)
+	rt := st.route
+	target := rt.Upstreams[0]
+	if n := len(rt.Upstreams); n > 1 {
+		target = rt.Upstreams[int(rt.next.Add(1)%uint64(n))]
+	}
+	pr.SetURL(target)
+	pr.SetXForwarded()
+	g.headers.strip(pr.Out.Header)
+	if st.token != nil {
+		g.headers.set(pr.Out.Header, st.token, st.md, nil)
+	}
+}
+
+func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		// The client went away; nobody is left to answer.
+		w.WriteHeader(499)
+		return
+	}
+	g.log.Warn("upstream unreachable", zap.String("host", r.URL.Host), zap.Error(err))
+	writeError(w, http.StatusBadGateway, "bad_gateway", "The upstream service is unreachable")
+}
+
+func (g *Gateway) accessLog(r *http.Request, rec *statusRecorder, st *state, d time.Duration) {
+	if ce := g.log.Check(zap.InfoLevel, "request"); ce != nil {
+		fields := make([]zap.Field, 0, 8)
+		fields = append(fields,
+			zap.String("method", r.Method),
+			zap.String("path", r.URL.Path),
+			zap.Int("status", rec.code()),
+			zap.Duration("duration", d),
+		)
+		if st.route != nil {
+			fields = append(fields, zap.String("route", st.route.Name))
+		}
+		if st.token != nil {
+			fields = append(fields, zap.String("caller", st.token.Caller.Key()))
+		}
+		if st.reason != "" {
+			fields = append(fields, zap.String("auth_error", string(st.reason)))
+		}
+		ce.Write(fields...)
+	}
+}
+
+// statusRecorder remembers the status for the access log. Unwrap lets
+// http.ResponseController reach Flush and Hijack on the real writer.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// Flush lets ReverseProxy flush streamed responses through the recorder.
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func (s *statusRecorder) code() int {
+	if s.status == 0 {
+		return http.StatusOK
+	}
+	return s.status
+}

@@ -1,0 +1,159 @@
+package proxy
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/metagate/gateway/enrich"
+	"github.com/metagate/gateway/internal/testenv"
+)
+
+// upstream is a real HTTP server that records what reached it.
+type upstream struct {
+	*httptest.Server
+	hits atomic.Int64
+	mu   sync.Mutex
+	last *http.Request
+}
+
+func newUpstream(t *testing.T) *upstream {
+	u := &upstream{}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.hits.Add(1)
+		u.mu.Lock()
+		u.last = r.Clone(context.Background())
+		u.mu.Unlock()
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("upstream ok"))
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+func (u *upstream) lastHeader() http.Header {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.last == nil {
+		return nil
+	}
+	return u.last.Header
+}
+
+// localResolver is a real, smaller resolver: the local source, prepared,
+// without a cache.
+type localResolver struct{ src *enrich.LocalSource }
+
+func (l localResolver) Resolve(ctx context.Context, c enrich.Caller) (*enrich.Metadata, error) {
+	r, err := l.src.Lookup(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	return enrich.Prepare(r)
+}
+
+func testResolver() localResolver {
+	return localResolver{enrich.NewLocalSource(
+		map[string]enrich.Record{
+			"svc-billing": {Name: "Billing Service", Metadata: map[string]any{"tier": "gold", "region": "eu-west-1", "tenant_id": "acme"}},
+		},
+		map[string]enrich.Record{
+			"auth0|alice": {Metadata: map[string]any{"plan": "pro", "roles": []any{"admin"}, "beta": true}},
+		},
+	)}
+}
+
+func defaultHeaders() HeaderConfig {
+	return HeaderConfig{
+		Namespace: []string{"X-Client-", "X-User-"},
+		ClientID:  "X-Client-Id", ClientName: "X-Client-Name", Kind: "X-Client-Kind", Scopes: "X-Client-Scopes",
+		UserID: "X-User-Id", MetadataPrefix: "X-Client-Metadata-", MetadataJSON: "X-Client-Metadata",
+		MaxValueBytes: 1024, MaxJSONBytes: 4096,
+	}
+}
+
+type fixture struct {
+	issuer   *testenv.Issuer
+	up       *upstream
+	gw       *httptest.Server
+	verifier *Verifier
+}
+
+type fixtureOpts struct {
+	algorithms     []string
+	unknownKID     time.Duration
+	forwardUnknown bool
+	routes         func(up *url.URL) []RouteConfig
+	resolver       MetadataResolver
+	extraKeys      []string // algorithms of keys published before the verifier starts
+}
+
+func newFixture(t *testing.T, o fixtureOpts) *fixture {
+	t.Helper()
+	f := &fixture{issuer: testenv.NewIssuer(t), up: newUpstream(t)}
+	for _, alg := range o.extraKeys {
+		f.issuer.AddKey(t, alg)
+	}
+	if o.algorithms == nil {
+		o.algorithms = []string{"RS256"}
+	}
+	if o.unknownKID == 0 {
+		o.unknownKID = time.Minute
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	v, err := NewVerifier(ctx, VerifierOptions{
+		Issuers: []IssuerConfig{{
+			Issuer: f.issuer.URL, Audiences: []string{f.issuer.Audience, "https://other-api.test/"}, JWKSURL: f.issuer.JWKSURL,
+			Algorithms: o.algorithms, Leeway: 5 * time.Second, JWKSRefresh: time.Hour, UnknownKIDRefresh: o.unknownKID,
+		}},
+		MaxTokenBytes: 16 << 10,
+	})
+	if err != nil {
+		t.Fatalf("NewVerifier: %v", err)
+	}
+	f.verifier = v
+	upURL, _ := url.Parse(f.up.URL)
+	routes := []RouteConfig{{Name: "api", PathPrefix: "/", Upstreams: []*url.URL{upURL}}}
+	if o.routes != nil {
+		routes = o.routes(upURL)
+	}
+	var res MetadataResolver = testResolver()
+	if o.resolver != nil {
+		res = o.resolver
+	}
+	gw := New(Options{
+		Routes: routes, Verifier: v, Resolver: res, Headers: defaultHeaders(),
+		Realm: "gateway", ForwardUnknown: o.forwardUnknown,
+	})
+	f.gw = httptest.NewServer(gw)
+	t.Cleanup(f.gw.Close)
+	return f
+}
+
+// do sends a request through the gateway with the given token ("" for
+// none) and extra headers.
+func (f *fixture) do(t *testing.T, method, path, token string, hdr http.Header) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, f.gw.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, vs := range hdr {
+		req.Header[k] = vs
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := f.gw.Client().Do(req)
+	if err != nil {
+		t.Fatalf("request: %v", err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}

@@ -1,0 +1,280 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/maypok86/otter/v2"
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+)
+
+// IssuerConfig is one trusted issuer, already validated.
+type IssuerConfig struct {
+	Issuer            string
+	Audiences         []string
+	JWKSURL           string
+	Algorithms        []string
+	Leeway            time.Duration
+	JWKSRefresh       time.Duration
+	UnknownKIDRefresh time.Duration
+}
+
+// VerifierOptions configures a Verifier.
+type VerifierOptions struct {
+	Issuers       []IssuerConfig
+	MaxTokenBytes int
+	// CacheEntries bounds the verified-token cache; a token seen before is
+	// not verified again until CacheFor has passed or it expires.
+	CacheEntries int
+	CacheFor     time.Duration
+	HTTPClient   *http.Client // for JWKS fetches; nil: a client with a 10s timeout
+	Logger       *zap.Logger
+	Now          func() time.Time
+	// OnJWKSRefreshError is called when a JWKS fetch fails (metrics).
+	OnJWKSRefreshError func(issuer string)
+}
+
+// Verifier turns a bearer token into a verified Token. It trusts a fixed set
+// of issuers, each with its own JWKS (fetched and refreshed by keyfunc), its
+// own algorithms and audiences. Verified tokens are remembered, so the hot
+// path costs one map lookup instead of a signature check.
+type Verifier struct {
+	issuers  map[string]*issuer
+	maxBytes int
+	cacheFor time.Duration
+	cache    *otter.Cache[string, *Token]
+	now      func() time.Time
+	peek     *jwt.Parser
+}
+
+type issuer struct {
+	cfg     IssuerConfig
+	keys    keyfunc.Keyfunc
+	parser  *jwt.Parser
+	allowed map[string]bool
+}
+
+// jwksTimeout bounds one JWKS fetch and the wait for the unknown-kid
+// refresh limiter: a request carrying a forged kid fails fast instead of
+// queueing behind the limiter.
+const jwksTimeout = 5 * time.Second
+
+// NewVerifier starts one JWKS client per issuer. Their refresh goroutines
+// live until ctx is cancelled. A JWKS that cannot be fetched at start is
+// not fatal (the gateway reports not ready until it is: see Ready).
+func NewVerifier(ctx context.Context, o VerifierOptions) (*Verifier, error) {
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: jwksTimeout}
+	}
+	if o.CacheEntries <= 0 {
+		o.CacheEntries = 100_000
+	}
+	if o.CacheFor <= 0 {
+		o.CacheFor = time.Minute
+	}
+	v := &Verifier{
+		issuers:  make(map[string]*issuer, len(o.Issuers)),
+		maxBytes: o.MaxTokenBytes,
+		cacheFor: o.CacheFor,
+		now:      o.Now,
+		peek:     jwt.NewParser(),
+	}
+	for _, ic := range o.Issuers {
+		ic := ic
+		kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{ic.JWKSURL}, keyfunc.Override{
+			Client:            o.HTTPClient,
+			HTTPTimeout:       jwksTimeout,
+			RateLimitWaitMax:  jwksTimeout,
+			RefreshInterval:   ic.JWKSRefresh,
+			RefreshUnknownKID: rate.NewLimiter(rate.Every(ic.UnknownKIDRefresh), 1),
+			RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
+				return func(_ context.Context, err error) {
+					o.Logger.Warn("JWKS fetch failed; keeping the last good keys", zap.String("issuer", ic.Issuer), zap.String("jwks_url", u), zap.Error(err))
+					if o.OnJWKSRefreshError != nil {
+						o.OnJWKSRefreshError(ic.Issuer)
+					}
+				}
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("JWKS for issuer %s: %w", ic.Issuer, err)
+		}
+		allowed := make(map[string]bool, len(ic.Algorithms))
+		for _, a := range ic.Algorithms {
+			allowed[a] = true
+		}
+		v.issuers[ic.Issuer] = &issuer{
+			cfg:     ic,
+			keys:    kf,
+			allowed: allowed,
+			parser: jwt.NewParser(
+				jwt.WithValidMethods(ic.Algorithms),
+				jwt.WithIssuer(ic.Issuer),
+				jwt.WithAudience(ic.Audiences...),
+				jwt.WithExpirationRequired(),
+				jwt.WithLeeway(ic.Leeway),
+				jwt.WithTimeFunc(o.Now),
+			),
+		}
+	}
+	c, err := otter.New(&otter.Options[string, *Token]{
+		MaximumSize: o.CacheEntries,
+		ExpiryCalculator: otter.ExpiryCreatingFunc(func(e otter.Entry[string, *Token]) time.Duration {
+			return e.Value.cacheUntil.Sub(o.Now())
+		}),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("verified-token cache: %w", err)
+	}
+	v.cache = c
+	return v, nil
+}
+
+// Ready reports whether every issuer's JWKS has been fetched at least once.
+func (v *Verifier) Ready(ctx context.Context) bool {
+	for _, is := range v.issuers {
+		keys, err := is.keys.Storage().KeyReadAll(ctx)
+		if err != nil || len(keys) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// claims is what the gateway reads from an access token.
+type claims struct {
+	jwt.RegisteredClaims
+	AuthorizedParty string   `json:"azp"`
+	ClientID        string   `json:"client_id"`
+	GrantType       string   `json:"gty"`
+	Scope           string   `json:"scope"`
+	Permissions     []string `json:"permissions"`
+}
+
+// Verify checks a raw bearer token. Errors are *AuthError with a reason safe
+// to show the client.
+func (v *Verifier) Verify(ctx context.Context, raw string) (*Token, error) {
+	if len(raw) > v.maxBytes {
+		return nil, authErr(ReasonTooLarge, nil)
+	}
+	now := v.now()
+	if t, ok := v.cache.GetIfPresent(raw); ok && now.Before(t.cacheUntil) {
+		return t, nil
+	}
+	t, err := v.verify(ctx, raw)
+	if err != nil {
+		return nil, err
+	}
+	t.cacheUntil = now.Add(v.cacheFor)
+	if t.Expiry.Before(t.cacheUntil) {
+		t.cacheUntil = t.Expiry
+	}
+	v.cache.Set(raw, t)
+	return t, nil
+}
+
+func (v *Verifier) verify(ctx context.Context, raw string) (*Token, error) {
+	// Read the header and iss without trusting them, to pick the issuer's
+	// keys, algorithms and audiences. Nothing here is believed until the
+	// signature and claims are verified below.
+	var peeked claims
+	unverified, _, err := v.peek.ParseUnverified(raw, &peeked)
+	if err != nil {
+		return nil, authErr(ReasonMalformed, err)
+	}
+	is, ok := v.issuers[peeked.Issuer]
+	if !ok {
+		return nil, authErr(ReasonBadIssuer, fmt.Errorf("issuer %q is not trusted", peeked.Issuer))
+	}
+	if reason, err := checkHeader(unverified.Header, is.allowed); err != nil {
+		return nil, authErr(reason, err)
+	}
+	var c claims
+	_, err = is.parser.ParseWithClaims(raw, &c, is.keys.KeyfuncCtx(ctx))
+	if err != nil {
+		return nil, authErr(reasonFor(err), err)
+	}
+	t, err := identify(&c)
+	if err != nil {
+		return nil, authErr(ReasonBadClaims, err)
+	}
+	return t, nil
+}
+
+// checkHeader rejects what the JOSE header may smuggle in: algorithms the
+// issuer does not use (including "none" and HS* key confusion), a missing
+// kid, and critical extensions we do not implement (RFC 7515 §4.1.11). Key
+// material in jku, x5u, x5c or jwk is never used: keys only come from the
+// issuer's configured JWKS.
+func checkHeader(h map[string]any, allowed map[string]bool) (Reason, error) {
+	alg, _ := h["alg"].(string)
+	if !allowed[alg] {
+		return ReasonBadAlgorithm, fmt.Errorf("algorithm %q is not allowed", alg)
+	}
+	if _, ok := h["crit"]; ok {
+		return ReasonBadHeader, errors.New("unsupported critical header parameters")
+	}
+	if kid, _ := h["kid"].(string); kid == "" {
+		return ReasonUnknownKey, errors.New("token has no kid")
+	}
+	return "", nil
+}
+
+func reasonFor(err error) Reason {
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return ReasonExpired
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return ReasonNotYetValid
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return ReasonBadClaims
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return ReasonBadIssuer
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return ReasonBadAudience
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		return ReasonUnknownKey
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return ReasonBadSignature
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return ReasonMalformed
+	default:
+		return ReasonBadClaims
+	}
+}
+
+// bearerToken extracts the token from the Authorization header. Only the
+// Bearer scheme (case-insensitive) is read; tokens in query strings or
+// bodies are not accepted (RFC 6750 §2.3 discourages them: they end up in
+// logs).
+func bearerToken(h http.Header) (token string, present bool, err error) {
+	vals := h.Values("Authorization")
+	if len(vals) == 0 {
+		return "", false, nil
+	}
+	if len(vals) > 1 {
+		return "", true, errors.New("more than one Authorization header")
+	}
+	scheme, tok, _ := strings.Cut(strings.TrimSpace(vals[0]), " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return "", false, nil
+	}
+	tok = strings.TrimSpace(tok)
+	if tok == "" {
+		return "", true, errors.New("empty bearer token")
+	}
+	return tok, true, nil
+}
