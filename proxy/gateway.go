@@ -10,10 +10,9 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
-	"path"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -36,14 +35,6 @@ const (
 	AuthPublic
 )
 
-// RouteConfig is one validated route.
-type RouteConfig struct {
-	Name       string
-	PathPrefix string
-	Upstreams  []*url.URL
-	Auth       AuthMode
-}
-
 // TokenVerifier verifies a raw bearer token.
 type TokenVerifier interface {
 	Verify(ctx context.Context, raw string) (*Token, error)
@@ -64,6 +55,9 @@ type Options struct {
 	Realm          string
 	ForwardUnknown bool // forward callers unknown to the source, without metadata, instead of 403
 	Transport      http.RoundTripper
+	// TrustedProxies are the peers whose X-Forwarded-* headers are kept
+	// (and appended to); from anyone else they are replaced.
+	TrustedProxies []netip.Prefix
 	Logger         *zap.Logger
 }
 
@@ -75,13 +69,8 @@ type Gateway struct {
 	headers        *headerWriter
 	realm          string
 	forwardUnknown bool
+	trusted        []netip.Prefix
 	log            *zap.Logger
-}
-
-type route struct {
-	RouteConfig
-	proxy *httputil.ReverseProxy
-	next  atomic.Uint64
 }
 
 // New builds a Gateway from validated options.
@@ -98,13 +87,15 @@ func New(o Options) *Gateway {
 		headers:        newHeaderWriter(o.Headers),
 		realm:          o.Realm,
 		forwardUnknown: o.ForwardUnknown,
+		trusted:        o.TrustedProxies,
 		log:            o.Logger,
 	}
 	for _, rc := range o.Routes {
-		rt := &route{RouteConfig: rc}
+		rt := newRoute(rc)
+		rt.upstream = newBalancer(rc.Upstreams, rc.UnhealthyFor)
 		rt.proxy = &httputil.ReverseProxy{
 			Rewrite:      g.rewrite,
-			Transport:    o.Transport,
+			Transport:    routeTransport(o.Transport, rc),
 			ErrorHandler: g.upstreamError,
 			// Flush streamed responses (SSE, chunked) as they arrive.
 			FlushInterval: -1,
@@ -115,22 +106,12 @@ func New(o Options) *Gateway {
 	return g
 }
 
-// NewTransport is an http.Transport tuned for a proxy: many idle
-// connections per upstream instead of Go's default of 2.
-func NewTransport() *http.Transport {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConns = 1024
-	t.MaxIdleConnsPerHost = 256
-	t.IdleConnTimeout = 90 * time.Second
-	t.ResponseHeaderTimeout = 60 * time.Second
-	return t
-}
-
 // state travels from ServeHTTP to Rewrite in the request context.
 type state struct {
-	route *route
-	token *Token
-	md    *enrich.Metadata
+	route  *route
+	target *target
+	token  *Token
+	md     *enrich.Metadata
 	// for the access log
 	reason Reason
 	status int
@@ -147,6 +128,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
+	keepLeadingSlashes(r)
 	rt := g.match(r)
 	if rt == nil {
 		writeError(w, http.StatusNotFound, "not_found", "No route matches this request")
@@ -177,6 +159,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 				return
 			}
 			st.token = t
+			if !g.authorize(w, rt, t, st) {
+				return
+			}
 		}
 	}
 	if st.token != nil && g.resolver != nil {
@@ -196,40 +181,57 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 			st.md = md
 		}
 	}
+	if rt.MaxBodyBytes > 0 {
+		if r.ContentLength > rt.MaxBodyBytes {
+			writeError(w, http.StatusRequestEntityTooLarge, "request_too_large", "The request body is too large")
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, rt.MaxBodyBytes)
+	}
 	rt.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
 }
 
-// match picks the first route whose prefix matches the cleaned path, so
-// "//admin", "/a/../admin" and "/a/%2e%2e/admin" are matched as "/admin".
+// authorize applies the route's policy to a verified token.
+func (g *Gateway) authorize(w http.ResponseWriter, rt *route, t *Token, st *state) bool {
+	missing, kindOK, audOK := rt.authorize(t)
+	switch {
+	case !audOK:
+		st.reason = ReasonBadAudience
+		challenge(w, g.realm, ReasonBadAudience)
+		return false
+	case !kindOK:
+		st.reason = "caller_kind"
+		writeError(w, http.StatusForbidden, "forbidden", "This route does not accept "+t.Caller.Kind.String()+" callers")
+		return false
+	case missing != "":
+		st.reason = "insufficient_scope"
+		forbidScope(w, g.realm, missing)
+		return false
+	}
+	return true
+}
+
+// keepLeadingSlashes undoes how net/http reads "GET //admin/x": as host
+// "admin" and path "/x". The gateway must match (and forward) the path the
+// client sent, so "//admin/x" is matched like "/admin/x".
+func keepLeadingSlashes(r *http.Request) {
+	if !strings.HasPrefix(r.RequestURI, "//") || r.URL.Host == "" {
+		return
+	}
+	if u, err := url.ParseRequestURI("http://gateway" + r.RequestURI); err == nil {
+		r.URL.Host, r.URL.Path, r.URL.RawPath = "", u.Path, u.RawPath
+	}
+}
+
+// match picks the first route that takes the request, on the cleaned path.
 func (g *Gateway) match(r *http.Request) *route {
 	p := cleanPath(r.URL.Path)
 	for _, rt := range g.routes {
-		if prefixMatch(p, rt.PathPrefix) {
+		if rt.matches(r.Method, r.Host, p) {
 			return rt
 		}
 	}
 	return nil
-}
-
-func cleanPath(p string) string {
-	if p == "" || p[0] != '/' {
-		p = "/" + p
-	}
-	cp := path.Clean(p)
-	if cp != "/" && strings.HasSuffix(p, "/") {
-		cp += "/"
-	}
-	return cp
-}
-
-// prefixMatch matches whole path segments: "/api" matches "/api" and
-// "/api/x" but not "/apix"; a prefix ending in "/" matches what starts
-// with it.
-func prefixMatch(p, prefix string) bool {
-	if !strings.HasPrefix(p, prefix) {
-		return false
-	}
-	return len(p) == len(prefix) || strings.HasSuffix(prefix, "/") || p[len(prefix)] == '/'
 }
 
 // rewrite builds the outgoing request. ReverseProxy has already removed
@@ -238,19 +240,53 @@ func prefixMatch(p, prefix string) bool {
 func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	st := pr.In.Context().Value(stateKey{}).(*state)
 	rt := st.route
-	target := rt.Upstreams[0]
-	if n := len(rt.Upstreams); n > 1 {
-		target = rt.Upstreams[int(rt.next.Add(1)%uint64(n))]
+	st.target = rt.upstream.pick(nil)
+	rt.forwardPath(pr.Out.URL)
+	pr.SetURL(st.target.url)
+	if g.isTrusted(pr.In.RemoteAddr) {
+		// A trusted proxy's chain is kept and extended, not replaced.
+		if prior := pr.In.Header.Values("X-Forwarded-For"); len(prior) > 0 {
+			pr.Out.Header["X-Forwarded-For"] = prior
+		}
+		pr.SetXForwarded()
+		if proto := pr.In.Header.Get("X-Forwarded-Proto"); proto != "" {
+			pr.Out.Header.Set("X-Forwarded-Proto", proto)
+		}
+		if host := pr.In.Header.Get("X-Forwarded-Host"); host != "" {
+			pr.Out.Header.Set("X-Forwarded-Host", host)
+		}
+	} else {
+		pr.SetXForwarded()
 	}
-	pr.SetURL(target)
-	pr.SetXForwarded()
 	g.headers.strip(pr.Out.Header)
 	if st.token != nil {
-		g.headers.set(pr.Out.Header, st.token, st.md, nil)
+		g.headers.set(pr.Out.Header, st.token, st.md, rt.allow)
 	}
 }
 
+func (g *Gateway) isTrusted(remoteAddr string) bool {
+	if len(g.trusted) == 0 {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := ap.Addr().Unmap()
+	for _, p := range g.trusted {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
 func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		writeError(w, http.StatusRequestEntityTooLarge, "request_too_large", "The request body is too large")
+		return
+	}
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		// The client went away; nobody is left to answer.
 		w.WriteHeader(499)

@@ -2,6 +2,18 @@ package proxy
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net/netip"
+	"os"
+	"path/filepath"
+
+	"go.uber.org/zap"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -91,6 +103,7 @@ type fixtureOpts struct {
 	routes         func(up *url.URL) []RouteConfig
 	resolver       MetadataResolver
 	extraKeys      []string // algorithms of keys published before the verifier starts
+	trusted        []string // trusted proxy CIDRs
 }
 
 func newFixture(t *testing.T, o fixtureOpts) *fixture {
@@ -127,8 +140,13 @@ func newFixture(t *testing.T, o fixtureOpts) *fixture {
 	if o.resolver != nil {
 		res = o.resolver
 	}
+	var trusted []netip.Prefix
+	for _, p := range o.trusted {
+		trusted = append(trusted, netip.MustParsePrefix(p))
+	}
 	gw := New(Options{
-		Routes: routes, Verifier: v, Resolver: res, Headers: defaultHeaders(),
+		TrustedProxies: trusted,
+		Routes:         routes, Verifier: v, Resolver: res, Headers: defaultHeaders(),
 		Realm: "gateway", ForwardUnknown: o.forwardUnknown,
 	})
 	f.gw = httptest.NewServer(gw)
@@ -156,4 +174,37 @@ func (f *fixture) do(t *testing.T, method, path, token string, hdr http.Header) 
 	}
 	t.Cleanup(func() { resp.Body.Close() })
 	return resp
+}
+
+func nopLogger() *zap.Logger { return zap.NewNop() }
+
+// writeCert writes a fresh self-signed certificate for cn into dir.
+func writeCert(t *testing.T, dir, name, cn string) (certFile, keyFile string) {
+	certFile, keyFile = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+	writeCertAt(t, certFile, keyFile, cn)
+	return certFile, keyFile
+}
+
+func writeCertAt(t *testing.T, certFile, keyFile, cn string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		DNSNames: []string{"localhost"}, IPAddresses: nil,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalPKCS8PrivateKey(key)
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -23,9 +23,20 @@ type Token struct {
 	Scopes []string
 	// ScopeHeader is Scopes joined with spaces, precomputed for the header.
 	ScopeHeader string
+	Audience    []string
 	Expiry      time.Time
 
 	cacheUntil time.Time
+}
+
+// HasAudience reports whether the token's aud contains a.
+func (t *Token) HasAudience(a string) bool {
+	for _, have := range t.Audience {
+		if have == a {
+			return true
+		}
+	}
+	return false
 }
 
 // HasScope reports whether the token carries scope s.
@@ -54,7 +65,7 @@ func identify(c *claims) (*Token, error) {
 	if clientID == "" {
 		clientID = c.ClientID
 	}
-	t := &Token{Issuer: c.Issuer, Subject: c.Subject, Expiry: c.ExpiresAt.Time}
+	t := &Token{Issuer: c.Issuer, Subject: c.Subject, Expiry: c.ExpiresAt.Time, Audience: c.Audience}
 	isClient := strings.HasSuffix(c.Subject, clientsSuffix) || c.GrantType == "client-credentials" ||
 		(c.ClientID != "" && c.Subject == c.ClientID)
 	if isClient {

@@ -6,10 +6,12 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -50,6 +52,7 @@ type server struct {
 	name string
 	ln   net.Listener
 	srv  *http.Server
+	tls  bool
 }
 
 // New builds the gateway described by cfg. Background work (JWKS refresh,
@@ -98,6 +101,15 @@ func New(ctx context.Context, cfg *config.Config, log *zap.Logger) (a *App, err 
 	}
 	if _, err := a.listen("gateway", cfg.Server.Listen, gw, false); err != nil {
 		return nil, err
+	}
+	if t := cfg.Server.TLS; t.CertFile != "" {
+		cr, err := proxy.NewCertReloader(t.CertFile, t.KeyFile, time.Second, log.Named("tls"))
+		if err != nil {
+			return nil, fmt.Errorf("server.tls: %w", err)
+		}
+		s := a.servers[len(a.servers)-1]
+		s.srv.TLSConfig = &tls.Config{GetCertificate: cr.GetCertificate, MinVersion: tls.VersionTLS12}
+		s.tls = true
 	}
 	if cfg.Server.AdminListen != "" {
 		if _, err := a.listen("admin", cfg.Server.AdminListen, a.adminHandler(), false); err != nil {
@@ -207,26 +219,15 @@ func (a *App) buildResolver(ctx context.Context) (proxy.MetadataResolver, error)
 func (a *App) buildGateway(resolver proxy.MetadataResolver) (*proxy.Gateway, error) {
 	routes := make([]proxy.RouteConfig, 0, len(a.cfg.Routes))
 	for i, r := range a.cfg.Routes {
-		rc := proxy.RouteConfig{Name: r.Name, PathPrefix: r.Match.PathPrefix}
-		if rc.Name == "" {
-			rc.Name = fmt.Sprintf("route-%d", i)
-		}
-		switch r.Auth {
-		case "optional":
-			rc.Auth = proxy.AuthOptional
-		case "public":
-			rc.Auth = proxy.AuthPublic
-		default:
-			rc.Auth = proxy.AuthRequired
-		}
-		for _, u := range r.Upstreams {
-			pu, err := url.Parse(u)
-			if err != nil {
-				return nil, fmt.Errorf("routes[%d].upstreams: %w", i, err)
-			}
-			rc.Upstreams = append(rc.Upstreams, pu)
+		rc, err := routeConfig(i, r)
+		if err != nil {
+			return nil, err
 		}
 		routes = append(routes, rc)
+	}
+	var trusted []netip.Prefix
+	for _, p := range a.cfg.Server.TrustedProxies {
+		trusted = append(trusted, netip.MustParsePrefix(p)) // validated by config
 	}
 	h := a.cfg.Headers
 	return proxy.New(proxy.Options{
@@ -240,8 +241,48 @@ func (a *App) buildGateway(resolver proxy.MetadataResolver) (*proxy.Gateway, err
 		},
 		Realm:          a.cfg.Server.Realm,
 		ForwardUnknown: a.cfg.Metadata.OnUnknown == "forward",
+		TrustedProxies: trusted,
 		Logger:         a.log.Named("access"),
 	}), nil
+}
+
+func routeConfig(i int, r config.Route) (proxy.RouteConfig, error) {
+	rc := proxy.RouteConfig{
+		Name: r.Name, Hosts: r.Match.Hosts, PathPrefix: r.Match.PathPrefix, Path: r.Match.Path, Methods: r.Match.Methods,
+		StripPrefix: r.StripPrefix, AddPrefix: r.AddPrefix, MaxBodyBytes: r.MaxBodyBytes,
+		DialTimeout: r.Timeouts.Dial.D(), ResponseHeaderTimeout: r.Timeouts.ResponseHeader.D(), H2C: r.H2C,
+		UnhealthyFor: r.UnhealthyFor.D(),
+		Policy:       proxy.Policy{AllOf: r.Scopes.AllOf, AnyOf: r.Scopes.AnyOf, Audiences: r.Audiences},
+	}
+	if rc.Name == "" {
+		rc.Name = fmt.Sprintf("route-%d", i)
+	}
+	if r.MetadataHeaders != nil {
+		rc.Policy.MetadataKeys = append([]string{}, (*r.MetadataHeaders)...)
+	}
+	for _, k := range r.Callers {
+		if k == "client" {
+			rc.Policy.Kinds = append(rc.Policy.Kinds, enrich.KindClient)
+		} else {
+			rc.Policy.Kinds = append(rc.Policy.Kinds, enrich.KindUser)
+		}
+	}
+	switch r.Auth {
+	case "optional":
+		rc.Auth = proxy.AuthOptional
+	case "public":
+		rc.Auth = proxy.AuthPublic
+	default:
+		rc.Auth = proxy.AuthRequired
+	}
+	for _, u := range r.Upstreams {
+		pu, err := url.Parse(u)
+		if err != nil {
+			return rc, fmt.Errorf("routes[%d].upstreams: %w", i, err)
+		}
+		rc.Upstreams = append(rc.Upstreams, pu)
+	}
+	return rc, nil
 }
 
 func (a *App) adminHandler() http.Handler {
@@ -308,7 +349,11 @@ func (a *App) start(s *server) {
 	go func() {
 		defer a.wg.Done()
 		a.log.Info("listening", zap.String("server", s.name), zap.String("addr", s.ln.Addr().String()))
-		if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := s.srv.Serve
+		if s.tls {
+			serve = func(ln net.Listener) error { return s.srv.ServeTLS(ln, "", "") }
+		}
+		if err := serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.errs <- fmt.Errorf("%s: %w", s.name, err)
 		}
 	}()

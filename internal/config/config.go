@@ -34,6 +34,16 @@ type Server struct {
 	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
 	IdleTimeout       Duration `yaml:"idle_timeout"`
 	ShutdownTimeout   Duration `yaml:"shutdown_timeout"`
+	TLS               TLS      `yaml:"tls"`
+	// TrustedProxies are CIDRs whose X-Forwarded-* headers are kept.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// TLS terminates HTTPS on the public listener; the files are re-read when
+// they change, so a renewed certificate needs no restart.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // Log selects the zap encoder and level.
@@ -148,15 +158,42 @@ type Headers struct {
 
 // Route sends matching requests to an upstream under a policy.
 type Route struct {
-	Name      string   `yaml:"name"`
-	Match     Match    `yaml:"match"`
-	Upstreams []string `yaml:"upstreams"`
-	Auth      string   `yaml:"auth"` // required | optional | public
+	Name        string   `yaml:"name"`
+	Match       Match    `yaml:"match"`
+	Upstreams   []string `yaml:"upstreams"`
+	StripPrefix string   `yaml:"strip_prefix"`
+	AddPrefix   string   `yaml:"add_prefix"`
+	Auth        string   `yaml:"auth"` // required | optional | public
+	Scopes      Scopes   `yaml:"scopes"`
+	Callers     []string `yaml:"callers"` // client, user
+	Audiences   []string `yaml:"audiences"`
+	// MetadataHeaders, when set, is the allow-list of metadata keys
+	// forwarded on this route; unset forwards all.
+	MetadataHeaders *[]string `yaml:"metadata_headers"`
+	MaxBodyBytes    int64     `yaml:"max_body_bytes"`
+	Timeouts        Timeouts  `yaml:"timeouts"`
+	H2C             bool      `yaml:"h2c"`
+	UnhealthyFor    Duration  `yaml:"unhealthy_for"`
 }
 
 // Match selects requests for a route.
 type Match struct {
-	PathPrefix string `yaml:"path_prefix"`
+	Hosts      []string `yaml:"hosts"`
+	PathPrefix string   `yaml:"path_prefix"`
+	Path       string   `yaml:"path"`
+	Methods    []string `yaml:"methods"`
+}
+
+// Scopes are a route's required scopes or permissions.
+type Scopes struct {
+	AllOf []string `yaml:"all_of"`
+	AnyOf []string `yaml:"any_of"`
+}
+
+// Timeouts bound the upstream connection of a route.
+type Timeouts struct {
+	Dial           Duration `yaml:"dial"`
+	ResponseHeader Duration `yaml:"response_header"`
 }
 
 // DemoUpstream is a tiny echo server for trying the gateway out: it answers

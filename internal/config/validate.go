@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -115,30 +116,75 @@ func (cfg *Config) validate() Errors {
 	if len(cfg.Routes) == 0 {
 		c.add("routes", "at least one route is required")
 	}
-	for i, r := range cfg.Routes {
-		p := fmt.Sprintf("routes[%d]", i)
-		if r.Auth == "" {
-			cfg.Routes[i].Auth = "required"
-		} else {
-			c.oneOf(p+".auth", r.Auth, "required", "optional", "public")
-		}
-		if !strings.HasPrefix(r.Match.PathPrefix, "/") {
-			c.add(p+".match.path_prefix", "must start with /, got %q", r.Match.PathPrefix)
-		}
-		if len(r.Upstreams) == 0 {
-			c.add(p+".upstreams", "at least one upstream URL is required")
-		}
-		for j, u := range r.Upstreams {
-			pu, err := url.Parse(u)
-			if err != nil || pu.Host == "" || (pu.Scheme != "http" && pu.Scheme != "https") {
-				c.add(fmt.Sprintf("%s.upstreams[%d]", p, j), "%q is not an absolute http(s) URL", u)
-			}
+	for i := range cfg.Routes {
+		cfg.checkRoute(c, i)
+	}
+	if (s.TLS.CertFile == "") != (s.TLS.KeyFile == "") {
+		c.add("server.tls", "set both cert_file and key_file, or neither")
+	}
+	for i, p := range s.TrustedProxies {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			c.add(fmt.Sprintf("server.trusted_proxies[%d]", i), "%q is not a CIDR such as 10.0.0.0/8", p)
 		}
 	}
 	if cfg.DemoUpstream.Enabled {
 		c.hostPort("demo_upstream.listen", cfg.DemoUpstream.Listen)
 	}
 	return c.errs
+}
+
+func (cfg *Config) checkRoute(c *checker, i int) {
+	r := &cfg.Routes[i]
+	p := fmt.Sprintf("routes[%d]", i)
+	if r.Auth == "" {
+		r.Auth = "required"
+	} else {
+		c.oneOf(p+".auth", r.Auth, "required", "optional", "public")
+	}
+	m := r.Match
+	switch {
+	case m.PathPrefix == "" && m.Path == "":
+		c.add(p+".match", "set path_prefix or path")
+	case m.PathPrefix != "" && m.Path != "":
+		c.add(p+".match", "set path_prefix or path, not both")
+	}
+	for key, v := range map[string]string{".match.path_prefix": m.PathPrefix, ".match.path": m.Path, ".strip_prefix": r.StripPrefix, ".add_prefix": r.AddPrefix} {
+		if v != "" && !strings.HasPrefix(v, "/") {
+			c.add(p+key, "must start with /, got %q", v)
+		}
+	}
+	for j, h := range m.Hosts {
+		bare := strings.TrimPrefix(h, "*.")
+		if h == "" || strings.ContainsAny(bare, "*/: ") {
+			c.add(fmt.Sprintf("%s.match.hosts[%d]", p, j), "%q is not a host name or *.domain wildcard", h)
+		}
+	}
+	for j, meth := range m.Methods {
+		if !httpguts.ValidHeaderFieldName(meth) || strings.ToUpper(meth) != meth {
+			c.add(fmt.Sprintf("%s.match.methods[%d]", p, j), "%q is not an upper-case HTTP method", meth)
+		}
+	}
+	if len(r.Upstreams) == 0 {
+		c.add(p+".upstreams", "at least one upstream URL is required")
+	}
+	for j, u := range r.Upstreams {
+		pu, err := url.Parse(u)
+		if err != nil || pu.Host == "" || (pu.Scheme != "http" && pu.Scheme != "https") {
+			c.add(fmt.Sprintf("%s.upstreams[%d]", p, j), "%q is not an absolute http(s) URL", u)
+		}
+	}
+	for j, k := range r.Callers {
+		c.oneOf(fmt.Sprintf("%s.callers[%d]", p, j), k, "client", "user")
+	}
+	if r.Auth == "public" && (len(r.Scopes.AllOf)+len(r.Scopes.AnyOf)+len(r.Callers)+len(r.Audiences) > 0) {
+		c.add(p+".auth", "a public route cannot require scopes, callers or audiences")
+	}
+	if r.MaxBodyBytes < 0 {
+		c.add(p+".max_body_bytes", "must not be negative")
+	}
+	if r.Timeouts.Dial < 0 || r.Timeouts.ResponseHeader < 0 || r.UnhealthyFor < 0 {
+		c.add(p+".timeouts", "durations must not be negative")
+	}
 }
 
 func (cfg *Config) checkIssuer(c *checker, p string, is Issuer) {
