@@ -11,8 +11,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
-	"net/url"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -128,7 +126,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
-	keepLeadingSlashes(r)
 	rt := g.match(r)
 	if rt == nil {
 		writeError(w, http.StatusNotFound, "not_found", "No route matches this request")
@@ -209,18 +206,6 @@ func (g *Gateway) authorize(w http.ResponseWriter, rt *route, t *Token, st *stat
 		return false
 	}
 	return true
-}
-
-// keepLeadingSlashes undoes how net/http reads "GET //admin/x": as host
-// "admin" and path "/x". The gateway must match (and forward) the path the
-// client sent, so "//admin/x" is matched like "/admin/x".
-func keepLeadingSlashes(r *http.Request) {
-	if !strings.HasPrefix(r.RequestURI, "//") || r.URL.Host == "" {
-		return
-	}
-	if u, err := url.ParseRequestURI("http://gateway" + r.RequestURI); err == nil {
-		r.URL.Host, r.URL.Path, r.URL.RawPath = "", u.Path, u.RawPath
-	}
 }
 
 // match picks the first route that takes the request, on the cleaned path.

@@ -103,6 +103,7 @@ func TestErrorsNameTheKeyAndTheFile(t *testing.T) {
 		{"bad auth mode", minimal + "    auth: sometimes\n", nil, []string{"routes[0].auth", "sometimes"}},
 		{"trusted header outside the namespace", minimal + "headers:\n  client_id: X-Caller\n", nil, []string{"headers.client_id", "outside headers.namespace"}},
 		{"unknown metadata source", minimal + "metadata:\n  source: ldap\n", nil, []string{"metadata.source", "ldap"}},
+		{"auth0 without management url or issuer", "dev_issuer: {enabled: true}\nroutes:\n  - match: {path_prefix: /}\n    upstreams: [http://127.0.0.1:1]\nmetadata:\n  source: auth0\n  auth0: {client_id: a, client_secret: b}\n", nil, []string{"metadata.auth0.management_url: is required"}},
 		{"auth0 without credentials", minimal + "metadata:\n  source: auth0\n  auth0:\n    management_url: https://t.auth0.com\n", nil, []string{"metadata.auth0.client_id: is required", "client_secret"}},
 		{"auth0 secret inline and file", minimal + "metadata:\n  source: auth0\n  auth0:\n    management_url: https://t.auth0.com\n    client_id: a\n    client_secret: b\n    client_secret_file: /c\n", nil, []string{"exactly one of client_secret"}},
 		{"bad redis url", minimal + "cache:\n  redis:\n    url: http://127.0.0.1:6379\n", nil, []string{"cache.redis.url"}},
@@ -138,6 +139,25 @@ func TestEveryProblemIsListedAtOnce(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("no problem reported for %s in:\n%v", want, err)
+		}
+	}
+}
+
+func TestExamplesAreValid(t *testing.T) {
+	env := env(map[string]string{
+		"AUTH0_ISSUER": "https://tenant.eu.auth0.com/", "AUTH0_AUDIENCE": "https://api.example.com/",
+		"AUTH0_CLIENT_ID": "gw", "AUTH0_CLIENT_SECRET": "s", "UPSTREAM_URL": "http://127.0.0.1:9000",
+	})
+	for _, f := range []string{"../../deploy/examples/auth0.yaml", "../../deploy/examples/ingress.yaml"} {
+		cfg, err := Load(f, env)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if got := cfg.Metadata.Auth0.ManagementURL; got != "https://tenant.eu.auth0.com" {
+			t.Errorf("%s: management_url defaulted to %q, want the issuer's scheme and host", f, got)
+		}
+		if cfg.Cache.Redis.URL != "" {
+			t.Errorf("%s: REDIS_URL unset must mean no Redis, got %q", f, cfg.Cache.Redis.URL)
 		}
 	}
 }
