@@ -44,6 +44,20 @@ type MetadataResolver interface {
 	Resolve(ctx context.Context, c enrich.Caller) (*enrich.Metadata, error)
 }
 
+// Observer is told how each request ended; the metrics package implements
+// it. Reasons and routes are closed sets, safe as metric labels.
+type Observer interface {
+	Request(route, method string, code int, total, upstream time.Duration)
+	AuthFailure(reason string)
+	UpstreamError(route string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Request(string, string, int, time.Duration, time.Duration) {}
+func (nopObserver) AuthFailure(string)                                        {}
+func (nopObserver) UpstreamError(string)                                      {}
+
 // Options builds a Gateway. Resolver may be nil (no metadata source).
 type Options struct {
 	Routes         []RouteConfig
@@ -56,6 +70,7 @@ type Options struct {
 	// TrustedProxies are the peers whose X-Forwarded-* headers are kept
 	// (and appended to); from anyone else they are replaced.
 	TrustedProxies []netip.Prefix
+	Observer       Observer
 	Logger         *zap.Logger
 }
 
@@ -68,6 +83,7 @@ type Gateway struct {
 	realm          string
 	forwardUnknown bool
 	trusted        []netip.Prefix
+	obs            Observer
 	log            *zap.Logger
 }
 
@@ -79,6 +95,9 @@ func New(o Options) *Gateway {
 	if o.Transport == nil {
 		o.Transport = NewTransport()
 	}
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
+	}
 	g := &Gateway{
 		verifier:       o.Verifier,
 		resolver:       o.Resolver,
@@ -86,6 +105,7 @@ func New(o Options) *Gateway {
 		realm:          o.Realm,
 		forwardUnknown: o.ForwardUnknown,
 		trusted:        o.TrustedProxies,
+		obs:            o.Observer,
 		log:            o.Logger,
 	}
 	for _, rc := range o.Routes {
@@ -110,9 +130,9 @@ type state struct {
 	target *target
 	token  *Token
 	md     *enrich.Metadata
-	// for the access log
-	reason Reason
-	status int
+	// for the access log and metrics
+	reason   Reason
+	upstream time.Duration
 }
 
 type stateKey struct{}
@@ -122,7 +142,16 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := &state{}
 	rec := &statusRecorder{ResponseWriter: w}
 	g.serve(rec, r, st)
-	g.accessLog(r, rec, st, time.Since(start))
+	d := time.Since(start)
+	route := ""
+	if st.route != nil {
+		route = st.route.Name
+	}
+	g.obs.Request(route, r.Method, rec.code(), d, st.upstream)
+	if st.reason != "" {
+		g.obs.AuthFailure(string(st.reason))
+	}
+	g.accessLog(r, rec, st, d)
 }
 
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
@@ -276,6 +305,9 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 		// The client went away; nobody is left to answer.
 		w.WriteHeader(499)
 		return
+	}
+	if st, ok := r.Context().Value(stateKey{}).(*state); ok {
+		g.obs.UpstreamError(st.route.Name)
 	}
 	g.log.Warn("upstream unreachable", zap.String("host", r.URL.Host), zap.Error(err))
 	writeError(w, http.StatusBadGateway, "bad_gateway", "The upstream service is unreachable")

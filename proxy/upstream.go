@@ -77,12 +77,14 @@ type retryTransport struct {
 }
 
 func (rt retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := rt.next.RoundTrip(req)
-	if err == nil || !isConnectError(err) {
-		return resp, err
-	}
 	st, _ := req.Context().Value(stateKey{}).(*state)
 	if st == nil || st.target == nil {
+		return rt.next.RoundTrip(req)
+	}
+	start := time.Now()
+	defer func() { st.upstream += time.Since(start) }()
+	resp, err := rt.next.RoundTrip(req)
+	if err == nil || !isConnectError(err) {
 		return resp, err
 	}
 	bal := st.route.upstream
