@@ -30,6 +30,7 @@ deps:
 test: deps
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 10m $(PKGS)
+	cd deploy && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 ## bench: the gateway against a bare httputil.ReverseProxy, in the same run
 bench:
@@ -41,7 +42,7 @@ lint:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@latest $(PKGS)
 
 image:
-	docker build -f deploy/Dockerfile -t gateway:$(VERSION) .
+	docker build -f deploy/Dockerfile --build-arg VERSION=$(VERSION) -t gateway:$(VERSION) .
 
 clean:
 	rm -rf bin

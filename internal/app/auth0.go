@@ -10,6 +10,10 @@ import (
 )
 
 func newAuth0Source(c config.Auth0Source, log *zap.Logger) (*auth0.Source, error) {
+	retries := c.MaxRetries
+	if retries == 0 {
+		retries = -1 // config 0 means no retries; the source reads 0 as "default"
+	}
 	s, err := auth0.New(auth0.Options{
 		ManagementURL:       c.ManagementURL,
 		TokenURL:            c.TokenURL,
@@ -20,7 +24,7 @@ func newAuth0Source(c config.Auth0Source, log *zap.Logger) (*auth0.Source, error
 		RatePerSecond:       c.RatePerSecond,
 		Burst:               c.Burst,
 		Timeout:             c.Timeout.D(),
-		MaxRetries:          c.MaxRetries,
+		MaxRetries:          retries,
 		Logger:              log,
 	})
 	if err != nil {

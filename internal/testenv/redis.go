@@ -39,9 +39,9 @@ type Redis struct {
 // redisProc is one run of redis-server.
 type redisProc struct {
 	cmd    *exec.Cmd
-	output *bytes.Buffer  // stdout+stderr, read only after exited is closed
-	exited chan struct{}  // closed when cmd.Wait has returned
-	err    error          // cmd.Wait's result, valid after exited is closed
+	output *bytes.Buffer // stdout+stderr, read only after exited is closed
+	exited chan struct{} // closed when cmd.Wait has returned
+	err    error         // cmd.Wait's result, valid after exited is closed
 }
 
 // StartRedis starts a real redis-server on a free loopback port with
@@ -147,36 +147,57 @@ func (r *Redis) start() error {
 	return nil
 }
 
-// waitForPing polls addr with PING until it answers, the process exits, or
-// redisStartTimeout passes.
+// waitForPing waits until addr accepts TCP connections and answers PING,
+// the process exits, or redisStartTimeout passes. It polls with plain
+// dials first: a go-redis pool that failed to dial backs off for a second
+// before dialling again.
 func waitForPing(addr string, exited <-chan struct{}) error {
-	client := redis.NewClient(&redis.Options{
-		Addr:          addr,
-		DialTimeout:   250 * time.Millisecond,
-		ReadTimeout:   250 * time.Millisecond,
-		WriteTimeout:  250 * time.Millisecond,
-		MaxRetries:    -1,
-		DialerRetries: 1,
-		PoolSize:      1,
-	})
-	defer func() { _ = client.Close() }()
-
 	ctx, cancel := context.WithTimeout(context.Background(), redisStartTimeout)
 	defer cancel()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	var lastErr error
-	for {
-		lastErr = client.Ping(ctx).Err()
-		if lastErr == nil {
-			return nil
-		}
+	wait := func(lastErr error) error {
 		select {
 		case <-exited:
 			return errors.New("redis-server exited during start-up")
 		case <-ctx.Done():
 			return fmt.Errorf("redis-server on %s did not answer PING within %s: %w", addr, redisStartTimeout, lastErr)
 		case <-tick.C:
+			return nil
+		}
+	}
+
+	var d net.Dialer
+	for {
+		conn, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			_ = conn.Close()
+			break
+		}
+		if err := wait(err); err != nil {
+			return err
+		}
+	}
+
+	client := redis.NewClient(&redis.Options{
+		Addr:          addr,
+		DialTimeout:   time.Second,
+		ReadTimeout:   time.Second,
+		WriteTimeout:  time.Second,
+		MaxRetries:    -1,
+		DialerRetries: 1,
+		PoolSize:      1,
+	})
+	defer func() { _ = client.Close() }()
+	for {
+		err := client.Ping(ctx).Err()
+		if err == nil {
+			return nil
+		}
+		// LOADING while the server starts, or a dial that raced with
+		// its listener: try again.
+		if err := wait(err); err != nil {
+			return err
 		}
 	}
 }
