@@ -1,0 +1,176 @@
+package app
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/metagate/gateway/internal/config"
+	"github.com/metagate/gateway/internal/testenv"
+	"github.com/metagate/gateway/internal/testenv/auth0emu"
+)
+
+const apiAudience = "https://orders.example.com/"
+
+// tenant is an emulated Auth0 tenant with a gateway M2M app, one API
+// client with client_metadata and one user with app_metadata.
+func tenant(t *testing.T) *auth0emu.Tenant {
+	emu := auth0emu.New(t)
+	emu.AddAPI(apiAudience, "read:orders")
+	emu.AddClient(auth0emu.Client{ID: "gateway-m2m", Secret: "m2m-secret", Name: "Gateway",
+		Grants: map[string][]string{emu.MgmtAudience(): {"read:clients", "read:users"}}})
+	emu.AddClient(auth0emu.Client{ID: "svc-billing", Secret: "s", Name: "Billing Service",
+		Metadata: map[string]string{"tier": "gold", "region": "eu-west-1"},
+		Grants:   map[string][]string{apiAudience: {"read:orders"}}})
+	emu.AddUser(auth0emu.User{ID: "auth0|alice", AppMetadata: map[string]any{"plan": "pro", "org": "acme"}})
+	return emu
+}
+
+// recorder is the upstream API: it counts requests and keeps the last headers.
+type recorder struct {
+	*httptest.Server
+	hits atomic.Int64
+	mu   sync.Mutex
+	hdr  http.Header
+}
+
+func newRecorder(t *testing.T) *recorder {
+	r := &recorder{}
+	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.hits.Add(1)
+		r.mu.Lock()
+		r.hdr = req.Header.Clone()
+		r.mu.Unlock()
+	}))
+	t.Cleanup(r.Close)
+	return r
+}
+
+// startExample runs deploy/examples/auth0.yaml exactly as shipped, with
+// only its documented environment variables set.
+func startExample(t *testing.T, emu *auth0emu.Tenant, redisURL, upstream string) *App {
+	t.Helper()
+	env := map[string]string{
+		"GATEWAY_LISTEN": "127.0.0.1:0", "GATEWAY_ADMIN_LISTEN": "127.0.0.1:0",
+		"AUTH0_ISSUER": emu.Issuer(), "AUTH0_AUDIENCE": apiAudience,
+		"AUTH0_CLIENT_ID": "gateway-m2m", "AUTH0_CLIENT_SECRET": "m2m-secret",
+		"REDIS_URL": redisURL, "UPSTREAM_URL": upstream,
+	}
+	cfg, err := config.Load("../../deploy/examples/auth0.yaml", func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := New(ctx, cfg, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return a
+}
+
+func get(t *testing.T, a *App, token string) int {
+	req, _ := http.NewRequest("GET", "http://"+a.Addr("gateway")+"/orders", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Error(err)
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func TestAuth0ExampleEndToEnd(t *testing.T) {
+	emu := tenant(t)
+	redis := testenv.StartRedis(t)
+	up := newRecorder(t)
+	a := startExample(t, emu, redis.URL, up.URL)
+
+	// 500 concurrent first requests from one new client: one Management
+	// API call and one token call.
+	clientTok := emu.ClientToken("svc-billing", apiAudience, time.Hour)
+	var wg sync.WaitGroup
+	var bad atomic.Int64
+	for i := 0; i < 500; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if get(t, a, clientTok) != 200 {
+				bad.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if bad.Load() != 0 {
+		t.Fatalf("%d of 500 requests failed", bad.Load())
+	}
+	if c, tk := emu.Calls("clients"), emu.Calls("token"); c != 1 || tk != 1 {
+		t.Errorf("500 concurrent first requests: %d client reads and %d token calls, want 1 and 1", c, tk)
+	}
+	t.Logf("500 concurrent first requests: clients=%d token=%d", emu.Calls("clients"), emu.Calls("token"))
+	up.mu.Lock()
+	h := up.hdr
+	up.mu.Unlock()
+	for k, v := range map[string]string{"X-Client-Id": "svc-billing", "X-Client-Kind": "client", "X-Client-Name": "Billing Service",
+		"X-Client-Metadata-Tier": "gold", "X-Client-Metadata-Region": "eu-west-1", "X-Client-Scopes": "read:orders"} {
+		if h.Get(k) != v {
+			t.Errorf("client_metadata: upstream got %s = %q, want %q", k, h.Get(k), v)
+		}
+	}
+
+	// A user token arrives with app_metadata.
+	userTok := emu.UserToken("auth0|alice", "spa", []string{apiAudience, emu.Issuer() + "userinfo"}, []string{"openid"}, []string{"read:orders"}, time.Hour)
+	if s := get(t, a, userTok); s != 200 {
+		t.Fatalf("user token: %d", s)
+	}
+	up.mu.Lock()
+	h = up.hdr
+	up.mu.Unlock()
+	for k, v := range map[string]string{"X-User-Id": "auth0|alice", "X-Client-Kind": "user", "X-Client-Metadata-Plan": "pro", "X-Client-Metadata-Org": "acme"} {
+		if h.Get(k) != v {
+			t.Errorf("app_metadata: upstream got %s = %q, want %q", k, h.Get(k), v)
+		}
+	}
+
+	// An unknown client: 403, remembered as a negative entry.
+	ghost := emu.ClientToken("svc-ghost", apiAudience, time.Hour)
+	before := up.hits.Load()
+	for i := 0; i < 3; i++ {
+		if s := get(t, a, ghost); s != 403 {
+			t.Errorf("unknown client: %d, want 403", s)
+		}
+	}
+	if up.hits.Load() != before {
+		t.Error("an unknown client reached the upstream")
+	}
+	if c := emu.Calls("clients"); c != 2 {
+		t.Errorf("client reads after 3 requests from an unknown client: %d, want 2 (one for it, cached negatively)", c)
+	}
+
+	// A second replica sharing Redis: no Management API call at all.
+	mgmtBefore := emu.Calls("clients") + emu.Calls("users")
+	b := startExample(t, emu, redis.URL, up.URL)
+	if s := get(t, b, clientTok); s != 200 {
+		t.Fatalf("second replica: %d", s)
+	}
+	if s := get(t, b, userTok); s != 200 {
+		t.Fatalf("second replica, user: %d", s)
+	}
+	if got := emu.Calls("clients") + emu.Calls("users") - mgmtBefore; got != 0 {
+		t.Errorf("second replica made %d Management API calls, want 0 (served from Redis)", got)
+	}
+}
