@@ -25,6 +25,7 @@ import (
 	"github.com/metagate/gateway/internal/config"
 	"github.com/metagate/gateway/internal/demo"
 	"github.com/metagate/gateway/internal/devissuer"
+	"github.com/metagate/gateway/internal/metrics"
 	"github.com/metagate/gateway/proxy"
 )
 
@@ -35,6 +36,7 @@ type App struct {
 	// tokens with it.
 	DevIssuer *devissuer.Issuer
 
+	metrics  *metrics.Metrics
 	cfg      *config.Config
 	log      *zap.Logger
 	verifier *proxy.Verifier
@@ -59,7 +61,7 @@ type server struct {
 // cache refreshes) lives until Shutdown.
 func New(ctx context.Context, cfg *config.Config, log *zap.Logger) (a *App, err error) {
 	ctx, cancel := context.WithCancel(ctx)
-	a = &App{cfg: cfg, log: log, cancel: cancel, errs: make(chan error, 4)}
+	a = &App{cfg: cfg, log: log, cancel: cancel, errs: make(chan error, 4), metrics: metrics.New()}
 	defer func() {
 		if err != nil {
 			a.closeAll()
@@ -84,9 +86,10 @@ func New(ctx context.Context, cfg *config.Config, log *zap.Logger) (a *App, err 
 	}
 
 	a.verifier, err = proxy.NewVerifier(ctx, proxy.VerifierOptions{
-		Issuers:       issuers,
-		MaxTokenBytes: cfg.Server.MaxTokenBytes,
-		Logger:        log.Named("jwks"),
+		Issuers:            issuers,
+		MaxTokenBytes:      cfg.Server.MaxTokenBytes,
+		Logger:             log.Named("jwks"),
+		OnJWKSRefreshError: a.metrics.JWKSFailure,
 	})
 	if err != nil {
 		return nil, err
@@ -179,7 +182,7 @@ func (a *App) buildResolver(ctx context.Context) (proxy.MetadataResolver, error)
 		}
 		src = enrich.NewLocalSource(clients, users)
 	case "auth0":
-		s, err := newAuth0Source(m.Auth0, a.log.Named("auth0"))
+		s, err := newAuth0Source(m.Auth0, a.log.Named("auth0"), a.metrics.Auth0Call)
 		if err != nil {
 			return nil, err
 		}
@@ -197,6 +200,8 @@ func (a *App) buildResolver(ctx context.Context) (proxy.MetadataResolver, error)
 		Prefix:               c.Redis.Prefix,
 		RedisTimeout:         c.Redis.Timeout.D(),
 		Logger:               a.log.Named("cache"),
+		Observe:              func(r cache.Result) { a.metrics.CacheLookup(r.String()) },
+		OnRedisError:         a.metrics.RedisError,
 	}
 	if c.Redis.URL != "" {
 		rc, err := cache.NewRedisClient(c.Redis.URL, c.Redis.Timeout.D())
@@ -242,6 +247,7 @@ func (a *App) buildGateway(resolver proxy.MetadataResolver) (*proxy.Gateway, err
 		Realm:          a.cfg.Server.Realm,
 		ForwardUnknown: a.cfg.Metadata.OnUnknown == "forward",
 		TrustedProxies: trusted,
+		Observer:       a.metrics,
 		Logger:         a.log.Named("access"),
 	}), nil
 }
@@ -287,6 +293,7 @@ func routeConfig(i int, r config.Route) (proxy.RouteConfig, error) {
 
 func (a *App) adminHandler() http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", a.metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})

@@ -3,12 +3,16 @@ package app
 import (
 	"context"
 	"net/http"
+	"sort"
+	"strings"
 	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"go.uber.org/zap"
 
 	"github.com/metagate/gateway/internal/config"
@@ -161,6 +165,25 @@ func TestAuth0ExampleEndToEnd(t *testing.T) {
 		t.Errorf("client reads after 3 requests from an unknown client: %d, want 2 (one for it, cached negatively)", c)
 	}
 
+	// Metrics moved with the traffic (scraped and parsed like Prometheus does).
+	if s := get(t, a, clientTok); s != 200 { // a repeat caller: served from L1
+		t.Fatalf("repeat request: %d", s)
+	}
+	m := scrape(t, a)
+	for name, min := range map[string]float64{
+		`gateway_requests_total{code="200",method="GET",route="api"}`: 502,
+		`gateway_requests_total{code="403",method="GET",route="api"}`: 3,
+		`gateway_metadata_cache_lookups_total{result="l1_hit"}`:       1,
+		`gateway_metadata_cache_lookups_total{result="negative"}`:     1,
+		`gateway_auth0_requests_total{code="200",endpoint="clients"}`:  1,
+		`gateway_auth0_requests_total{code="404",endpoint="clients"}`:  1,
+		`gateway_auth0_requests_total{code="200",endpoint="token"}`:    1,
+	} {
+		if m[name] < min {
+			t.Errorf("%s = %v, want at least %v", name, m[name], min)
+		}
+	}
+
 	// A second replica sharing Redis: no Management API call at all.
 	mgmtBefore := emu.Calls("clients") + emu.Calls("users")
 	b := startExample(t, emu, redis.URL, up.URL)
@@ -173,4 +196,40 @@ func TestAuth0ExampleEndToEnd(t *testing.T) {
 	if got := emu.Calls("clients") + emu.Calls("users") - mgmtBefore; got != 0 {
 		t.Errorf("second replica made %d Management API calls, want 0 (served from Redis)", got)
 	}
+}
+
+// scrape reads /metrics from the admin listener into "name{labels}" → value.
+func scrape(t *testing.T, a *App) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + a.Addr("admin") + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	out := map[string]float64{}
+	for name, f := range fams {
+		for _, m := range f.GetMetric() {
+			labels := make([]string, 0, len(m.GetLabel()))
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+"=\""+l.GetValue()+"\"")
+			}
+			sort.Strings(labels)
+			key := name
+			if len(labels) > 0 {
+				key += "{" + strings.Join(labels, ",") + "}"
+			}
+			switch {
+			case m.Counter != nil:
+				out[key] = m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				out[key] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	return out
 }

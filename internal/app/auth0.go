@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -9,7 +10,7 @@ import (
 	"github.com/metagate/gateway/internal/config"
 )
 
-func newAuth0Source(c config.Auth0Source, log *zap.Logger) (*auth0.Source, error) {
+func newAuth0Source(c config.Auth0Source, log *zap.Logger, observe func(string, int, time.Duration)) (*auth0.Source, error) {
 	retries := c.MaxRetries
 	if retries == 0 {
 		retries = -1 // config 0 means no retries; the source reads 0 as "default"
@@ -26,6 +27,7 @@ func newAuth0Source(c config.Auth0Source, log *zap.Logger) (*auth0.Source, error
 		Timeout:             c.Timeout.D(),
 		MaxRetries:          retries,
 		Logger:              log,
+		Observe:             observe,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("metadata.auth0: %w", err)
