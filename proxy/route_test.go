@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -394,4 +395,26 @@ func rawRequest(t *testing.T, addr, method, host, target, token string) *http.Re
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp
+}
+
+func TestH2CUpstream(t *testing.T) {
+	var proto atomic.Value
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proto.Store(r.Proto)
+	}))
+	up.Config.Protocols = new(http.Protocols)
+	up.Config.Protocols.SetHTTP1(true)
+	up.Config.Protocols.SetUnencryptedHTTP2(true)
+	up.Start()
+	defer up.Close()
+	uu, _ := url.Parse(up.URL)
+	f := newFixture(t, fixtureOpts{routes: func(*url.URL) []RouteConfig {
+		return []RouteConfig{{Name: "grpcish", PathPrefix: "/", Upstreams: []*url.URL{uu}, Auth: AuthPublic, H2C: true}}
+	}})
+	if resp := f.do(t, "GET", "/", "", nil); resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if got, _ := proto.Load().(string); got != "HTTP/2.0" {
+		t.Errorf("upstream saw %q, want HTTP/2.0 (h2c)", got)
+	}
 }

@@ -168,7 +168,9 @@ func publicJWK(k Key) map[string]string {
 	case *ecdsa.PublicKey:
 		size := (p.Curve.Params().BitSize + 7) / 8
 		j["kty"], j["crv"] = "EC", p.Curve.Params().Name
-		j["x"], j["y"] = b64(p.X.FillBytes(make([]byte, size))), b64(p.Y.FillBytes(make([]byte, size)))
+		if pt, err := p.Bytes(); err == nil { // 0x04 || X || Y
+			j["x"], j["y"] = b64(pt[1:1+size]), b64(pt[1+size:])
+		}
 	case ed25519.PublicKey:
 		j["kty"], j["crv"], j["x"] = "OKP", "Ed25519", b64(p)
 	}
