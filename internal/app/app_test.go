@@ -3,9 +3,9 @@ package app
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"sort"
 	"strings"
-	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -175,9 +175,9 @@ func TestAuth0ExampleEndToEnd(t *testing.T) {
 		`gateway_requests_total{code="403",method="GET",route="api"}`: 3,
 		`gateway_metadata_cache_lookups_total{result="l1_hit"}`:       1,
 		`gateway_metadata_cache_lookups_total{result="negative"}`:     1,
-		`gateway_auth0_requests_total{code="200",endpoint="clients"}`:  1,
-		`gateway_auth0_requests_total{code="404",endpoint="clients"}`:  1,
-		`gateway_auth0_requests_total{code="200",endpoint="token"}`:    1,
+		`gateway_auth0_requests_total{code="200",endpoint="clients"}`: 1,
+		`gateway_auth0_requests_total{code="404",endpoint="clients"}`: 1,
+		`gateway_auth0_requests_total{code="200",endpoint="token"}`:   1,
 	} {
 		if m[name] < min {
 			t.Errorf("%s = %v, want at least %v", name, m[name], min)
