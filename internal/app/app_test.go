@@ -59,6 +59,10 @@ func newRecorder(t *testing.T) *recorder {
 // startExample runs deploy/examples/auth0.yaml exactly as shipped, with
 // only its documented environment variables set.
 func startExample(t *testing.T, emu *auth0emu.Tenant, redisURL, upstream string) *App {
+	return startExampleWith(t, emu, redisURL, upstream, nil)
+}
+
+func startExampleWith(t *testing.T, emu *auth0emu.Tenant, redisURL, upstream string, tweak func(*config.Config)) *App {
 	t.Helper()
 	env := map[string]string{
 		"GATEWAY_LISTEN": "127.0.0.1:0", "GATEWAY_ADMIN_LISTEN": "127.0.0.1:0",
@@ -69,6 +73,9 @@ func startExample(t *testing.T, emu *auth0emu.Tenant, redisURL, upstream string)
 	cfg, err := config.Load("../../deploy/examples/auth0.yaml", func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err != nil {
 		t.Fatal(err)
+	}
+	if tweak != nil {
+		tweak(cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := New(ctx, cfg, zap.NewNop())
@@ -232,4 +239,46 @@ func scrape(t *testing.T, a *App) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// TestAuth0RateLimitStorm: Auth0 answers 429 to everything. Callers with a
+// cached (now stale) entry keep getting 200; new callers get 503; the
+// gateway stops calling while Auth0 says to wait.
+func TestAuth0RateLimitStorm(t *testing.T) {
+	emu := tenant(t)
+	emu.AddClient(auth0emu.Client{ID: "svc-new", Secret: "s", Name: "New", Grants: map[string][]string{apiAudience: {"read:orders"}}})
+	up := newRecorder(t)
+	a := startExampleWith(t, emu, "", up.URL, func(c *config.Config) {
+		c.Cache.TTL = config.Duration(100 * time.Millisecond)
+		c.Cache.StaleWhileRevalidate = 0
+	})
+	known := emu.ClientToken("svc-billing", apiAudience, time.Hour)
+	if s := get(t, a, known); s != 200 {
+		t.Fatalf("warm-up: %d", s)
+	}
+	emu.SetFault("mgmt", auth0emu.Fault429)
+	time.Sleep(150 * time.Millisecond) // let the entry go stale
+	before := emu.Calls("clients")
+	for i := 0; i < 20; i++ {
+		if s := get(t, a, known); s != 200 {
+			t.Fatalf("cached caller during a 429 storm: %d, want 200 (stale metadata)", s)
+		}
+	}
+	up.mu.Lock()
+	tier := up.hdr.Get("X-Client-Metadata-Tier")
+	up.mu.Unlock()
+	if tier != "gold" {
+		t.Errorf("stale metadata not forwarded: tier %q", tier)
+	}
+	newTok := emu.ClientToken("svc-new", apiAudience, time.Hour)
+	for i := 0; i < 5; i++ {
+		if s := get(t, a, newTok); s != 503 {
+			t.Fatalf("new caller during a 429 storm: %d, want 503", s)
+		}
+	}
+	calls := emu.Calls("clients") - before
+	t.Logf("Management API calls during 25 requests in a 429 storm: %d", calls)
+	if calls > 2 {
+		t.Errorf("%d Management API calls during the storm, want at most 2 (the gateway must back off)", calls)
+	}
 }
