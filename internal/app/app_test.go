@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	goredis "github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/metagate/gateway/internal/config"
@@ -109,7 +110,10 @@ func TestAuth0ExampleEndToEnd(t *testing.T) {
 	emu := tenant(t)
 	redis := testenv.StartRedis(t)
 	up := newRecorder(t)
-	a := startExample(t, emu, redis.URL, up.URL)
+	// This test is about sharing through Redis, not about Redis being slow:
+	// under -race on two cores a 100ms timeout can trip during the burst.
+	slowOK := func(c *config.Config) { c.Cache.Redis.Timeout = config.Duration(2 * time.Second) }
+	a := startExampleWith(t, emu, redis.URL, up.URL, slowOK)
 
 	// 500 concurrent first requests from one new client: one Management
 	// API call and one token call.
@@ -192,8 +196,19 @@ func TestAuth0ExampleEndToEnd(t *testing.T) {
 	}
 
 	// A second replica sharing Redis: no Management API call at all.
+	rc := goredis.NewClient(&goredis.Options{Addr: redis.Addr})
+	defer rc.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, key := range []string{"gateway:v1:client:svc-billing", "gateway:v1:user:auth0|alice"} {
+		for rc.Exists(context.Background(), key).Val() != 1 { // L2 writes happen after the answer
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never reached Redis", key)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	mgmtBefore := emu.Calls("clients") + emu.Calls("users")
-	b := startExample(t, emu, redis.URL, up.URL)
+	b := startExampleWith(t, emu, redis.URL, up.URL, slowOK)
 	if s := get(t, b, clientTok); s != 200 {
 		t.Fatalf("second replica: %d", s)
 	}
