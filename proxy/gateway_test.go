@@ -83,6 +83,13 @@ func TestUserTokenCarriesAppMetadata(t *testing.T) {
 	if h.Get("X-Client-Name") != "" {
 		t.Errorf("X-Client-Name set for a user: %q", h.Get("X-Client-Name"))
 	}
+	// user_metadata is user-editable: its own header, never a trusted per-key one.
+	if got := h.Get("X-User-Metadata"); got != `{"theme":"dark"}` {
+		t.Errorf("X-User-Metadata = %q", got)
+	}
+	if h.Get("X-Client-Metadata-Theme") != "" || strings.Contains(h.Get("X-Client-Metadata"), "theme") {
+		t.Error("user_metadata leaked into the trusted metadata headers")
+	}
 }
 
 func TestSpoofedTrustedHeadersNeverReachUpstream(t *testing.T) {

@@ -75,7 +75,8 @@ func testResolver() localResolver {
 			"svc-billing": {Name: "Billing Service", Metadata: map[string]any{"tier": "gold", "region": "eu-west-1", "tenant_id": "acme"}},
 		},
 		map[string]enrich.Record{
-			"auth0|alice": {Metadata: map[string]any{"plan": "pro", "roles": []any{"admin"}, "beta": true}},
+			"auth0|alice": {Metadata: map[string]any{"plan": "pro", "roles": []any{"admin"}, "beta": true},
+				UserMetadata: map[string]any{"theme": "dark"}},
 		},
 	)}
 }
@@ -85,7 +86,8 @@ func defaultHeaders() HeaderConfig {
 		Namespace: []string{"X-Client-", "X-User-"},
 		ClientID:  "X-Client-Id", ClientName: "X-Client-Name", Kind: "X-Client-Kind", Scopes: "X-Client-Scopes",
 		UserID: "X-User-Id", MetadataPrefix: "X-Client-Metadata-", MetadataJSON: "X-Client-Metadata",
-		MaxValueBytes: 1024, MaxJSONBytes: 4096,
+		UserMetadataJSON: "X-User-Metadata",
+		MaxValueBytes:    1024, MaxJSONBytes: 4096,
 	}
 }
 

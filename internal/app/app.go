@@ -80,7 +80,7 @@ func New(ctx context.Context, cfg *config.Config, log *zap.Logger) (a *App, err 
 		issuers = append(issuers, dev)
 	}
 	if cfg.DemoUpstream.Enabled {
-		if _, err := a.listen("demo upstream", cfg.DemoUpstream.Listen, demo.Handler(), true); err != nil {
+		if err := a.listen("demo upstream", cfg.DemoUpstream.Listen, demo.Handler(), true); err != nil {
 			return nil, err
 		}
 	}
@@ -94,7 +94,7 @@ func New(ctx context.Context, cfg *config.Config, log *zap.Logger) (a *App, err 
 	if err != nil {
 		return nil, err
 	}
-	resolver, err := a.buildResolver(ctx)
+	resolver, err := a.buildResolver()
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +102,7 @@ func New(ctx context.Context, cfg *config.Config, log *zap.Logger) (a *App, err 
 	if err != nil {
 		return nil, err
 	}
-	if _, err := a.listen("gateway", cfg.Server.Listen, gw, false); err != nil {
+	if err := a.listen("gateway", cfg.Server.Listen, gw, false); err != nil {
 		return nil, err
 	}
 	if t := cfg.Server.TLS; t.CertFile != "" {
@@ -115,7 +115,7 @@ func New(ctx context.Context, cfg *config.Config, log *zap.Logger) (a *App, err 
 		s.tls = true
 	}
 	if cfg.Server.AdminListen != "" {
-		if _, err := a.listen("admin", cfg.Server.AdminListen, a.adminHandler(), false); err != nil {
+		if err := a.listen("admin", cfg.Server.AdminListen, a.adminHandler(), false); err != nil {
 			return nil, err
 		}
 	}
@@ -157,7 +157,7 @@ func (a *App) startDevIssuer() (proxy.IssuerConfig, error) {
 	}
 	di := devissuer.New(devissuer.Options{Issuer: iss, Audience: d.Audience, TTL: d.TokenTTL.D(), Key: key, Clients: clients})
 	a.DevIssuer = di
-	a.serveOn("dev issuer", ln, di.Handler(), true)
+	a.serveOn("dev issuer", ln, di.Handler())
 	ic := config.Issuer{Issuer: iss, Audiences: []string{d.Audience}}
 	ic.Algorithms = []string{"RS256"}
 	ic.Leeway, ic.JWKSRefresh, ic.UnknownKIDRefresh = config.Duration(30*time.Second), config.Duration(time.Hour), config.Duration(time.Minute)
@@ -165,7 +165,7 @@ func (a *App) startDevIssuer() (proxy.IssuerConfig, error) {
 	return issuerConfig(ic), nil
 }
 
-func (a *App) buildResolver(ctx context.Context) (proxy.MetadataResolver, error) {
+func (a *App) buildResolver() (proxy.MetadataResolver, error) {
 	m := a.cfg.Metadata
 	var src enrich.Source
 	switch m.Source {
@@ -217,7 +217,6 @@ func (a *App) buildResolver(ctx context.Context) (proxy.MetadataResolver, error)
 	}
 	a.cache = tc
 	a.closers = append(a.closers, tc.Close)
-	_ = ctx
 	return enrich.NewResolver(src, tc), nil
 }
 
@@ -242,7 +241,7 @@ func (a *App) buildGateway(resolver proxy.MetadataResolver) (*proxy.Gateway, err
 		Headers: proxy.HeaderConfig{
 			Namespace: append([]string(nil), h.Namespace...), ClientID: h.ClientID, ClientName: h.ClientName,
 			Kind: h.Kind, Scopes: h.Scopes, UserID: h.UserID, MetadataPrefix: h.MetadataPrefix,
-			MetadataJSON: h.MetadataJSON, MaxValueBytes: h.MaxValueBytes, MaxJSONBytes: h.MaxJSONBytes,
+			MetadataJSON: h.MetadataJSON, UserMetadataJSON: h.UserMetadataJSON, MaxValueBytes: h.MaxValueBytes, MaxJSONBytes: h.MaxJSONBytes,
 		},
 		Realm:          a.cfg.Server.Realm,
 		ForwardUnknown: a.cfg.Metadata.OnUnknown == "forward",
@@ -319,17 +318,19 @@ func (a *App) notReady(ctx context.Context) string {
 	return ""
 }
 
-func (a *App) listen(name, addr string, h http.Handler, now bool) (net.Listener, error) {
+// listen binds addr now, so a taken port fails before anything serves;
+// serveNow starts helper servers at once, the rest wait for Run.
+func (a *App) listen(name, addr string, h http.Handler, serveNow bool) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("%s: listen on %s: %w", name, addr, err)
+		return fmt.Errorf("%s: listen on %s: %w", name, addr, err)
 	}
-	if now {
-		a.serveOn(name, ln, h, true)
-		return ln, nil
+	if serveNow {
+		a.serveOn(name, ln, h)
+		return nil
 	}
 	a.servers = append(a.servers, &server{name: name, ln: ln, srv: a.httpServer(h)})
-	return ln, nil
+	return nil
 }
 
 func (a *App) httpServer(h http.Handler) *http.Server {
@@ -345,7 +346,7 @@ func (a *App) httpServer(h http.Handler) *http.Server {
 
 // serveOn starts serving a helper listener (dev issuer, demo upstream)
 // immediately; it is shut down with the rest.
-func (a *App) serveOn(name string, ln net.Listener, h http.Handler, _ bool) {
+func (a *App) serveOn(name string, ln net.Listener, h http.Handler) {
 	s := &server{name: name, ln: ln, srv: a.httpServer(h)}
 	a.servers = append(a.servers, s)
 	a.start(s)

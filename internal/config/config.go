@@ -152,8 +152,11 @@ type Headers struct {
 	UserID         string   `yaml:"user_id"`
 	MetadataPrefix string   `yaml:"metadata_prefix"`
 	MetadataJSON   string   `yaml:"metadata_json"`
-	MaxValueBytes  int      `yaml:"max_value_bytes"`
-	MaxJSONBytes   int      `yaml:"max_json_bytes"`
+	// UserMetadataJSON carries user_metadata when the Auth0 source reads it
+	// (include_user_metadata); users can edit it, so it gets its own header.
+	UserMetadataJSON string `yaml:"user_metadata_json"`
+	MaxValueBytes    int    `yaml:"max_value_bytes"`
+	MaxJSONBytes     int    `yaml:"max_json_bytes"`
 }
 
 // Route sends matching requests to an upstream under a policy.
@@ -242,16 +245,17 @@ func Default() Config {
 			Redis:                Redis{Prefix: "gateway", Timeout: Duration(100 * time.Millisecond)},
 		},
 		Headers: Headers{
-			Namespace:      []string{"X-Client-", "X-User-"},
-			ClientID:       "X-Client-Id",
-			ClientName:     "X-Client-Name",
-			Kind:           "X-Client-Kind",
-			Scopes:         "X-Client-Scopes",
-			UserID:         "X-User-Id",
-			MetadataPrefix: "X-Client-Metadata-",
-			MetadataJSON:   "X-Client-Metadata",
-			MaxValueBytes:  1024,
-			MaxJSONBytes:   4096,
+			Namespace:        []string{"X-Client-", "X-User-"},
+			ClientID:         "X-Client-Id",
+			ClientName:       "X-Client-Name",
+			Kind:             "X-Client-Kind",
+			Scopes:           "X-Client-Scopes",
+			UserID:           "X-User-Id",
+			MetadataPrefix:   "X-Client-Metadata-",
+			MetadataJSON:     "X-Client-Metadata",
+			UserMetadataJSON: "X-User-Metadata",
+			MaxValueBytes:    1024,
+			MaxJSONBytes:     4096,
 		},
 		DemoUpstream: DemoUpstream{Listen: "127.0.0.1:8082"},
 	}

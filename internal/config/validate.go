@@ -340,7 +340,7 @@ func (cfg *Config) checkHeaders(c *checker) {
 	named := map[string]string{
 		"headers.client_id": h.ClientID, "headers.client_name": h.ClientName, "headers.kind": h.Kind,
 		"headers.scopes": h.Scopes, "headers.user_id": h.UserID, "headers.metadata_prefix": h.MetadataPrefix,
-		"headers.metadata_json": h.MetadataJSON,
+		"headers.metadata_json": h.MetadataJSON, "headers.user_metadata_json": h.UserMetadataJSON,
 	}
 	for path, name := range named {
 		if name == "" {
@@ -400,17 +400,4 @@ func (cfg *Config) loadSecrets() error {
 		return c.errs
 	}
 	return nil
-}
-
-// AllIssuers is the configured issuers plus the dev issuer when enabled, as
-// the verifier must trust them.
-func (cfg *Config) AllIssuers() []Issuer {
-	out := append([]Issuer(nil), cfg.Issuers...)
-	if cfg.DevIssuer.Enabled {
-		is := Issuer{Issuer: cfg.DevIssuer.Issuer, Audiences: []string{cfg.DevIssuer.Audience}}
-		issuerDefaults(&is)
-		is.JWKSURL = "http://" + cfg.DevIssuer.Listen + "/.well-known/jwks.json"
-		out = append(out, is)
-	}
-	return out
 }
