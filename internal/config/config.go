@@ -19,6 +19,7 @@ type Config struct {
 	Headers      Headers      `yaml:"headers"`
 	Routes       []Route      `yaml:"routes"`
 	DemoUpstream DemoUpstream `yaml:"demo_upstream"`
+	Tracing      Tracing      `yaml:"tracing"`
 
 	// File is the path the config was loaded from, for messages.
 	File string `yaml:"-"`
@@ -33,8 +34,21 @@ type Server struct {
 	MaxHeaderBytes    int      `yaml:"max_header_bytes"`
 	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
 	IdleTimeout       Duration `yaml:"idle_timeout"`
-	ShutdownTimeout   Duration `yaml:"shutdown_timeout"`
-	TLS               TLS      `yaml:"tls"`
+	// DrainDelay is how long the gateway keeps serving after SIGTERM with
+	// /readyz already failing, so load balancers stop sending new
+	// connections before the listener closes.
+	DrainDelay Duration `yaml:"drain_delay"`
+	// ShutdownTimeout bounds the wait for in-flight requests, WebSockets
+	// and streams after the drain; what is still open then is closed.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// WatchConfig, when non-zero, re-reads the config file this often and
+	// reloads it when its content changed (as SIGHUP does). It catches
+	// Kubernetes ConfigMap updates, which swap a symlink.
+	WatchConfig Duration `yaml:"watch_config"`
+	// Pprof serves /debug/pprof on the admin listener. Off by default: a
+	// profile can reveal request data.
+	Pprof bool `yaml:"pprof"`
+	TLS   TLS  `yaml:"tls"`
 	// TrustedProxies are CIDRs whose X-Forwarded-* headers are kept.
 	TrustedProxies []string `yaml:"trusted_proxies"`
 }
@@ -44,6 +58,21 @@ type Server struct {
 type TLS struct {
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+}
+
+// Tracing exports OpenTelemetry spans for the gateway's own work (verify,
+// resolve, upstream) over OTLP/HTTP. Off unless OTLPEndpoint is set;
+// W3C traceparent/tracestate are passed through either way.
+type Tracing struct {
+	// OTLPEndpoint is the collector's OTLP/HTTP base URL, for example
+	// http://otel-collector:4318 (spans go to <endpoint>/v1/traces).
+	OTLPEndpoint string `yaml:"otlp_endpoint"`
+	ServiceName  string `yaml:"service_name"`
+	// SampleRatio applies to traces the gateway starts; a caller's sampled
+	// flag in traceparent is followed.
+	SampleRatio float64           `yaml:"sample_ratio"`
+	Headers     map[string]string `yaml:"headers"` // sent with every export, e.g. an API key
+	Timeout     Duration          `yaml:"timeout"`
 }
 
 // Log selects the zap encoder and level.
@@ -217,6 +246,7 @@ func Default() Config {
 			MaxHeaderBytes:    64 << 10,
 			ReadHeaderTimeout: Duration(10 * time.Second),
 			IdleTimeout:       Duration(120 * time.Second),
+			DrainDelay:        Duration(5 * time.Second),
 			ShutdownTimeout:   Duration(30 * time.Second),
 		},
 		Log: Log{Format: "json", Level: "info"},
@@ -258,6 +288,7 @@ func Default() Config {
 			MaxJSONBytes:     4096,
 		},
 		DemoUpstream: DemoUpstream{Listen: "127.0.0.1:8082"},
+		Tracing:      Tracing{ServiceName: "gateway", SampleRatio: 1, Timeout: Duration(10 * time.Second)},
 	}
 }
 

@@ -130,7 +130,38 @@ func (cfg *Config) validate() Errors {
 	if cfg.DemoUpstream.Enabled {
 		c.hostPort("demo_upstream.listen", cfg.DemoUpstream.Listen)
 	}
+	if s.DrainDelay < 0 || s.DrainDelay.D() > 5*time.Minute {
+		c.add("server.drain_delay", "must be between 0s and 5m, got %s", s.DrainDelay.D())
+	}
+	if s.ShutdownTimeout <= 0 {
+		c.add("server.shutdown_timeout", "must be positive, got %s", s.ShutdownTimeout.D())
+	}
+	if s.WatchConfig != 0 && s.WatchConfig.D() < 100*time.Millisecond {
+		c.add("server.watch_config", "must be 0s (off) or at least 100ms, got %s", s.WatchConfig.D())
+	}
+	cfg.checkTracing(c)
 	return c.errs
+}
+
+func (cfg *Config) checkTracing(c *checker) {
+	t := cfg.Tracing
+	if t.OTLPEndpoint == "" {
+		return
+	}
+	// Plain http is fine here: collectors usually sit in-cluster, and spans
+	// carry no tokens or metadata values.
+	if u, err := url.Parse(t.OTLPEndpoint); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		c.add("tracing.otlp_endpoint", "%q is not an absolute http(s) URL such as http://otel-collector:4318", t.OTLPEndpoint)
+	}
+	if t.ServiceName == "" {
+		c.add("tracing.service_name", "must not be empty")
+	}
+	if t.SampleRatio < 0 || t.SampleRatio > 1 {
+		c.add("tracing.sample_ratio", "must be between 0 and 1, got %v", t.SampleRatio)
+	}
+	if t.Timeout <= 0 {
+		c.add("tracing.timeout", "must be positive, got %s", t.Timeout.D())
+	}
 }
 
 func (cfg *Config) checkRoute(c *checker, i int) {
