@@ -111,6 +111,10 @@ type Options struct {
 	// endpoint ("clients", "users" or "token"), the status (0 for a
 	// network error or timeout) and the duration.
 	Observe func(endpoint string, status int, d time.Duration)
+	// OnBudgetWait, when set, is called each time a Management API call
+	// finds the client-side token bucket empty and has to wait for it (or
+	// is refused because its context ends first).
+	OnBudgetWait func()
 }
 
 // Source reads callers from the Management API. It is safe for concurrent
@@ -128,6 +132,7 @@ type Source struct {
 	log          *zap.Logger
 	now          func() time.Time
 	observe      func(string, int, time.Duration)
+	onBudgetWait func()
 
 	tokens *tokenCache
 	block  blocker
@@ -199,6 +204,10 @@ func New(opts Options) (*Source, error) {
 		log:          opts.Logger.Named("auth0"),
 		now:          opts.Now,
 		observe:      opts.Observe,
+		onBudgetWait: opts.OnBudgetWait,
+	}
+	if s.onBudgetWait == nil {
+		s.onBudgetWait = func() {}
 	}
 	if s.includeUM {
 		s.userFields += ",user_metadata"

@@ -106,8 +106,13 @@ func (l *lookup) attempt(ctx context.Context, reauthed *bool) (rec enrich.Record
 		if err != nil {
 			return enrich.Record{}, retryableToken(err), l.tokenError(err)
 		}
-		if err := l.limiter.Wait(ctx); err != nil {
-			return enrich.Record{}, false, l.fail(ErrRateLimited, fmt.Errorf("client-side budget: %w", err))
+		if !l.limiter.Allow() {
+			// Out of budget: this call waits (or, when the wait would
+			// outlast ctx, is refused). Either way operators should see it.
+			l.onBudgetWait()
+			if err := l.limiter.Wait(ctx); err != nil {
+				return enrich.Record{}, false, l.fail(ErrRateLimited, fmt.Errorf("client-side budget: %w", err))
+			}
 		}
 		status, header, body, err := l.get(ctx, tok)
 		switch {

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -430,6 +431,8 @@ func TestClientSideBudget(t *testing.T) {
 	opts, _ := options(t, tn)
 	const rps, burst, window = 5.0, 2, 300 * time.Millisecond
 	opts.RatePerSecond, opts.Burst = rps, burst
+	var waits atomic.Int64
+	opts.OnBudgetWait = func() { waits.Add(1) }
 	s := newSource(t, opts)
 
 	ctx, cancel := context.WithTimeout(context.Background(), window)
@@ -462,6 +465,10 @@ func TestClientSideBudget(t *testing.T) {
 	}
 	if limited == 0 {
 		t.Error("no lookup was refused by the budget")
+	}
+	// Every call beyond the burst found the bucket empty.
+	if w := waits.Load(); w < int64(limited) || w == 0 {
+		t.Errorf("OnBudgetWait called %d times, want at least the %d refused lookups", w, limited)
 	}
 }
 

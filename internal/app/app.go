@@ -182,7 +182,7 @@ func (a *App) buildResolver() (proxy.MetadataResolver, error) {
 		}
 		src = enrich.NewLocalSource(clients, users)
 	case "auth0":
-		s, err := newAuth0Source(m.Auth0, a.log.Named("auth0"), a.metrics.Auth0Call)
+		s, err := newAuth0Source(m.Auth0, a.log.Named("auth0"), a.metrics.Auth0Call, a.metrics.RateBudgetWait)
 		if err != nil {
 			return nil, err
 		}
