@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/metagate/gateway/enrich"
@@ -72,6 +73,12 @@ type Options struct {
 	TrustedProxies []netip.Prefix
 	Observer       Observer
 	Logger         *zap.Logger
+	// TracerProvider receives spans for each request and its verify,
+	// resolve and upstream steps. Nil or a noop.TracerProvider turns
+	// tracing off entirely: traceparent/tracestate then pass through
+	// untouched; otherwise the gateway joins the caller's trace and sends
+	// the upstream its own traceparent (see tracing.go).
+	TracerProvider trace.TracerProvider
 }
 
 // Gateway is the http.Handler that fronts the upstreams.
@@ -85,6 +92,7 @@ type Gateway struct {
 	trusted        []netip.Prefix
 	obs            Observer
 	log            *zap.Logger
+	tracer         *tracer // nil when tracing is off
 }
 
 // New builds a Gateway from validated options.
@@ -121,6 +129,9 @@ func New(o Options) *Gateway {
 		}
 		g.routes = append(g.routes, rt)
 	}
+	if g.tracer = newTracer(o.TracerProvider); g.tracer != nil {
+		g.tracer.instrument(g)
+	}
 	return g
 }
 
@@ -133,6 +144,7 @@ type state struct {
 	// for the access log and metrics
 	reason   Reason
 	upstream time.Duration
+	trace    *traceState // nil when tracing is off
 }
 
 type stateKey struct{}
@@ -141,8 +153,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	st := &state{}
 	rec := &statusRecorder{ResponseWriter: w}
+	if g.tracer != nil {
+		r = g.tracer.startRequest(r, st)
+	}
 	g.serve(rec, r, st)
 	d := time.Since(start)
+	if g.tracer != nil {
+		g.tracer.endRequest(st, rec.code())
+	}
 	route := ""
 	if st.route != nil {
 		route = st.route.Name
@@ -275,6 +293,9 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	g.headers.strip(pr.Out.Header)
 	if st.token != nil {
 		g.headers.set(pr.Out.Header, st.token, st.md, rt.allow)
+	}
+	if g.tracer != nil {
+		g.tracer.startUpstream(pr, st)
 	}
 }
 
