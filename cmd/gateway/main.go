@@ -163,12 +163,37 @@ func serve(args []string, stderr io.Writer) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	a, err := app.New(ctx, cfg, log)
+	// SIGTERM or SIGINT drains and shuts down; a second one skips the rest
+	// of the drain delay. SIGHUP reloads the config file.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, err := app.New(ctx, cfg, app.Options{Logger: log, LookupEnv: os.LookupEnv})
 	if err != nil {
 		return err
 	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case s := <-sigs:
+				switch {
+				case s == syscall.SIGHUP:
+					_ = a.Reload(ctx) // logged and counted by the app
+				case ctx.Err() == nil:
+					log.Info("stopping", zap.String("signal", s.String()))
+					cancel()
+				default:
+					a.SkipDrain()
+				}
+			}
+		}
+	}()
 	log.Info("gateway started", zap.String("config", *file), zap.String("version", version))
 	return a.Run(ctx)
 }

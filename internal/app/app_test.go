@@ -75,11 +75,12 @@ func startExampleWith(t *testing.T, emu *auth0emu.Tenant, redisURL, upstream str
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.Server.DrainDelay = 0
 	if tweak != nil {
 		tweak(cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := New(ctx, cfg, zap.NewNop())
+	a, err := New(ctx, cfg, Options{Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
