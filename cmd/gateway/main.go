@@ -4,6 +4,7 @@
 //	gateway [serve] [--config FILE]   run the gateway (default command)
 //	gateway check   [--config FILE]   validate the config, list every problem
 //	gateway token   --client ID | --user ID [--scope S] [--ttl D] [--config FILE]
+//	gateway health  [--addr HOST:PORT] [--ready]
 //	gateway version
 package main
 
@@ -13,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -51,6 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = check(args, stdout)
 	case "token":
 		err = token(args, stdout)
+	case "health":
+		err = health(args, stdout)
 	case "version":
 		fmt.Fprintln(stdout, "gateway", version)
 	case "help", "-h", "--help":
@@ -84,6 +88,9 @@ func usage(w io.Writer) {
   gateway check   [--config FILE]   validate the config and list every problem
   gateway token   --client ID | --user ID [--scope S] [--ttl D] [--config FILE]
                                     mint a token from the dev issuer
+  gateway health  [--addr HOST:PORT] [--ready]
+                                    probe the admin listener: exit 0 when healthy
+                                    (for Docker HEALTHCHECK: the image has no curl)
   gateway version
 `)
 }
@@ -146,6 +153,35 @@ func token(args []string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(stdout, tok)
+	return nil
+}
+
+// health is a probe for container runtimes that run a command (Docker's
+// HEALTHCHECK): the distroless image has no shell or curl.
+func health(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("health", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	addr := fs.String("addr", "127.0.0.1:9090", "the admin listener (server.admin_listen)")
+	ready := fs.Bool("ready", false, "probe /readyz (ready to take traffic) instead of /healthz (alive)")
+	timeout := fs.Duration("timeout", 2*time.Second, "give up after this long")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	path := "/healthz"
+	if *ready {
+		path = "/readyz"
+	}
+	c := &http.Client{Timeout: *timeout}
+	resp, err := c.Get("http://" + *addr + path)
+	if err != nil {
+		return fmt.Errorf("health: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("health: %s answered %d: %s", path, resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	fmt.Fprint(stdout, string(body))
 	return nil
 }
 

@@ -200,3 +200,22 @@ func TestSIGHUPReloads(t *testing.T) {
 		t.Errorf("serve exited %d, want 0", code)
 	}
 }
+
+// TestHealthSubcommand: the probe the container image's HEALTHCHECK runs.
+func TestHealthSubcommand(t *testing.T) {
+	f := startSignalFixture(t, "  drain_delay: 0s\n", "")
+	admin := f.env["GATEWAY_ADMIN_LISTEN"]
+	if code, out, errOut := runCLI("health", "--addr", admin); code != 0 || out != "ok\n" {
+		t.Errorf("health: exit %d, %q %q", code, out, errOut)
+	}
+	if code, out, errOut := runCLI("health", "--addr", admin, "--ready"); code != 0 || out != "ready\n" {
+		t.Errorf("health --ready: exit %d, %q %q", code, out, errOut)
+	}
+	f.signal(t, syscall.SIGTERM)
+	if code := f.wait(t); code != 0 {
+		t.Errorf("serve exited %d", code)
+	}
+	if code, _, errOut := runCLI("health", "--addr", admin, "--timeout", "500ms"); code != 1 || !strings.Contains(errOut, "health:") {
+		t.Errorf("health against a stopped gateway: exit %d, %q; want 1 with the reason", code, errOut)
+	}
+}
