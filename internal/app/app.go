@@ -52,11 +52,12 @@ type App struct {
 
 	// bg carries the background work of every generation (JWKS refresh,
 	// cache refresh); it ends with Shutdown, not with the caller's ctx.
-	bg       context.Context
-	stopBG   context.CancelFunc
-	live     atomic.Pointer[generation]
-	reloadMu sync.Mutex
-	retired  retirements
+	bg            context.Context
+	stopBG        context.CancelFunc
+	live          atomic.Pointer[generation]
+	reloadMu      sync.Mutex
+	retired       retirements
+	newIssuerWait time.Duration
 
 	servers []*server
 	closers []func() error
@@ -95,7 +96,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (a *App, err error)
 	a = &App{
 		log: o.Logger, lookupEnv: o.LookupEnv, metrics: metrics.New(), transport: proxy.NewTransport(),
 		bg: bg, stopBG: stopBG, hardStop: hard, cancelHard: cancelHard,
-		errs: make(chan error, 4), skipDrain: make(chan struct{}),
+		errs: make(chan error, 4), skipDrain: make(chan struct{}), newIssuerWait: newIssuerWait,
 	}
 	defer func() {
 		if err != nil {

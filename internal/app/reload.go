@@ -22,9 +22,9 @@ import (
 // them.
 const retireAfter = 10 * time.Second
 
-// newIssuerTimeout bounds the wait for a new issuer's first JWKS fetch
-// during a reload.
-const newIssuerTimeout = 10 * time.Second
+// newIssuerWait bounds the wait for a new issuer's first JWKS fetch
+// during a reload (App.newIssuerWait, which tests shorten).
+const newIssuerWait = 10 * time.Second
 
 // Reload reads the config file again and, if it is valid, swaps it in
 // atomically: requests already running finish on the old config, new ones
@@ -61,7 +61,7 @@ func (a *App) reload(ctx context.Context, file string) error {
 		return fmt.Errorf("%s: %w", file, err)
 	}
 	if next.verifier != cur.verifier {
-		wctx, cancel := context.WithTimeout(ctx, newIssuerTimeout)
+		wctx, cancel := context.WithTimeout(ctx, a.newIssuerWait)
 		err := waitReady(wctx, next.verifier.v)
 		cancel()
 		if err != nil {

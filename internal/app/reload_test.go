@@ -203,3 +203,57 @@ func TestWatchConfigReloadsOnChange(t *testing.T) {
 		return reports.hits.Load() > 0
 	})
 }
+
+// TestReloadAddsIssuer: a reload that adds an issuer waits for its JWKS,
+// then accepts its tokens; one whose JWKS cannot be fetched is refused and
+// the running verifier stays.
+func TestReloadAddsIssuer(t *testing.T) {
+	api := newRecorder(t)
+	f := newReloadFixture(t, api.URL)
+	f.a.newIssuerWait = 500 * time.Millisecond
+	other := auth0emu.New(t)
+	other.AddAPI(apiAudience, "read:orders")
+	other.AddClient(auth0emu.Client{ID: "svc-partner", Secret: "p", Grants: map[string][]string{apiAudience: {"read:orders"}}})
+	partner := other.ClientToken("svc-partner", apiAudience, time.Hour)
+	call := func(tok string) int {
+		req, _ := http.NewRequest("GET", "http://"+f.a.Addr("gateway")+"/orders", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := call(partner); code != 401 {
+		t.Fatalf("token of an unconfigured issuer: %d, want 401", code)
+	}
+	addIssuer := func(iss string) string {
+		// Second in the list: the first issuer still names the Management
+		// API tenant (metadata.auth0.management_url defaults from it).
+		const first = "    audiences: [\"${AUTH0_AUDIENCE}\"]\n"
+		return strings.Replace(f.orig, first, first+"  - issuer: "+iss+"\n    audiences: [\""+apiAudience+"\"]\n", 1)
+	}
+
+	other.SetFault(auth0emu.EndpointJWKS, auth0emu.Fault500)
+	f.write(t, addIssuer(other.Issuer()))
+	if err := f.a.Reload(context.Background()); err == nil || !strings.Contains(err.Error(), "issuers: JWKS not fetched") {
+		t.Fatalf("reload with an unreachable JWKS: %v, want it refused", err)
+	}
+	if code := call(f.tok); code != 200 {
+		t.Fatalf("after the refused reload the running issuer answered %d", code)
+	}
+
+	other.SetFault(auth0emu.EndpointJWKS, auth0emu.FaultNone)
+	if err := f.a.Reload(context.Background()); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	// Verified now; the metadata source (the first tenant) does not know
+	// the caller, so the answer is 403 unknown caller, not 401.
+	if code := call(partner); code != 403 {
+		t.Errorf("token of the added issuer: %d, want 403 (verified, unknown to the metadata source)", code)
+	}
+	if code := call(f.tok); code != 200 {
+		t.Errorf("token of the first issuer after the reload: %d", code)
+	}
+}
