@@ -4,6 +4,7 @@
 //	gateway [serve] [--config FILE]   run the gateway (default command)
 //	gateway check   [--config FILE]   validate the config, list every problem
 //	gateway token   --client ID | --user ID [--scope S] [--ttl D] [--config FILE]
+//	gateway health  [--addr HOST:PORT] [--ready]
 //	gateway version
 package main
 
@@ -13,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -51,6 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = check(args, stdout)
 	case "token":
 		err = token(args, stdout)
+	case "health":
+		err = health(args, stdout)
 	case "version":
 		fmt.Fprintln(stdout, "gateway", version)
 	case "help", "-h", "--help":
@@ -84,6 +88,9 @@ func usage(w io.Writer) {
   gateway check   [--config FILE]   validate the config and list every problem
   gateway token   --client ID | --user ID [--scope S] [--ttl D] [--config FILE]
                                     mint a token from the dev issuer
+  gateway health  [--addr HOST:PORT] [--ready]
+                                    probe the admin listener: exit 0 when healthy
+                                    (for Docker HEALTHCHECK: the image has no curl)
   gateway version
 `)
 }
@@ -149,6 +156,35 @@ func token(args []string, stdout io.Writer) error {
 	return nil
 }
 
+// health is a probe for container runtimes that run a command (Docker's
+// HEALTHCHECK): the distroless image has no shell or curl.
+func health(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("health", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	addr := fs.String("addr", "127.0.0.1:9090", "the admin listener (server.admin_listen)")
+	ready := fs.Bool("ready", false, "probe /readyz (ready to take traffic) instead of /healthz (alive)")
+	timeout := fs.Duration("timeout", 2*time.Second, "give up after this long")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	path := "/healthz"
+	if *ready {
+		path = "/readyz"
+	}
+	c := &http.Client{Timeout: *timeout}
+	resp, err := c.Get("http://" + *addr + path)
+	if err != nil {
+		return fmt.Errorf("health: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("health: %s answered %d: %s", path, resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	fmt.Fprint(stdout, string(body))
+	return nil
+}
+
 func serve(args []string, stderr io.Writer) error {
 	fs, file := flags("serve", stderr)
 	if err := fs.Parse(args); err != nil {
@@ -163,12 +199,37 @@ func serve(args []string, stderr io.Writer) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	a, err := app.New(ctx, cfg, log)
+	// SIGTERM or SIGINT drains and shuts down; a second one skips the rest
+	// of the drain delay. SIGHUP reloads the config file.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, err := app.New(ctx, cfg, app.Options{Logger: log, LookupEnv: os.LookupEnv})
 	if err != nil {
 		return err
 	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case s := <-sigs:
+				switch {
+				case s == syscall.SIGHUP:
+					_ = a.Reload(ctx) // logged and counted by the app
+				case ctx.Err() == nil:
+					log.Info("stopping", zap.String("signal", s.String()))
+					cancel()
+				default:
+					a.SkipDrain()
+				}
+			}
+		}
+	}()
 	log.Info("gateway started", zap.String("config", *file), zap.String("version", version))
 	return a.Run(ctx)
 }

@@ -31,6 +31,7 @@ const (
 	healthPath      = "/healthz"
 	configKey       = "gateway.yaml"
 	defaultShutdown = 30 * time.Second // server.shutdown_timeout when unset
+	defaultDrain    = 5 * time.Second  // server.drain_delay when unset
 )
 
 // requiredLabels must be on every object (and on every pod template).
@@ -363,6 +364,7 @@ type gatewayConfig struct {
 		Listen          string `json:"listen"`
 		AdminListen     string `json:"admin_listen"`
 		ShutdownTimeout string `json:"shutdown_timeout"`
+		DrainDelay      string `json:"drain_delay"`
 	} `json:"server"`
 	Metadata struct {
 		Source string `json:"source"`
@@ -728,8 +730,9 @@ func checkGatewayConfig(t *testing.T, where string, ix index, pod corev1.PodSpec
 		}
 	}
 
-	// Drain: preStop sleep, then SIGTERM and up to shutdown_timeout for
-	// in-flight requests, all inside terminationGracePeriodSeconds.
+	// Drain: preStop sleep, then SIGTERM, drain_delay, and up to
+	// shutdown_timeout for in-flight requests, all inside
+	// terminationGracePeriodSeconds.
 	shutdown := defaultShutdown
 	if s := expandDefaults(cfg.Server.ShutdownTimeout); s != "" {
 		d, err := time.ParseDuration(s)
@@ -738,6 +741,15 @@ func checkGatewayConfig(t *testing.T, where string, ix index, pod corev1.PodSpec
 			return
 		}
 		shutdown = d
+	}
+	drain := defaultDrain
+	if s := expandDefaults(cfg.Server.DrainDelay); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			t.Errorf("%s: server.drain_delay %q: %v", where, s, err)
+			return
+		}
+		drain = d
 	}
 	var sleep time.Duration
 	switch {
@@ -754,8 +766,8 @@ func checkGatewayConfig(t *testing.T, where string, ix index, pod corev1.PodSpec
 	if pod.TerminationGracePeriodSeconds != nil {
 		grace = time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second
 	}
-	if grace <= sleep+shutdown {
-		t.Errorf("%s: terminationGracePeriodSeconds %s must exceed preStop sleep %s + server.shutdown_timeout %s", where, grace, sleep, shutdown)
+	if grace <= sleep+drain+shutdown {
+		t.Errorf("%s: terminationGracePeriodSeconds %s must exceed preStop sleep %s + server.drain_delay %s + server.shutdown_timeout %s", where, grace, sleep, drain, shutdown)
 	}
 }
 

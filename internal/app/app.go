@@ -1,7 +1,8 @@
 // Package app turns a validated configuration into running servers: the
 // public gateway listener, the admin listener, and in development the dev
-// issuer and the demo upstream. cmd/gateway only parses flags and handles
-// signals; everything a test wants to start lives here.
+// issuer and the demo upstream. It owns the lifecycle around them: drain
+// and graceful shutdown, and config reloads that swap the request path
+// atomically. cmd/gateway only parses flags and turns signals into calls.
 package app
 
 import (
@@ -11,8 +12,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
-	"net/url"
+	"net/http/pprof"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,14 +21,21 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/metagate/gateway/cache"
-	"github.com/metagate/gateway/enrich"
 	"github.com/metagate/gateway/internal/config"
 	"github.com/metagate/gateway/internal/demo"
 	"github.com/metagate/gateway/internal/devissuer"
 	"github.com/metagate/gateway/internal/metrics"
 	"github.com/metagate/gateway/proxy"
 )
+
+// Options are the parts of an App that do not come from the config file.
+type Options struct {
+	Logger *zap.Logger // nil: no logs
+	// LookupEnv expands ${VAR} when the config file is read again for a
+	// reload, so it must be the lookup the config was first loaded with.
+	// Nil means os.LookupEnv.
+	LookupEnv func(string) (string, bool)
+}
 
 // App is a built gateway: listeners are bound, the dev issuer (if any) is
 // serving, and JWKS clients have started. Run serves the rest.
@@ -36,18 +44,35 @@ type App struct {
 	// tokens with it.
 	DevIssuer *devissuer.Issuer
 
-	metrics  *metrics.Metrics
-	cfg      *config.Config
-	log      *zap.Logger
-	verifier *proxy.Verifier
-	cache    *cache.Tiered[*enrich.Metadata]
-	closers  []func() error
-	servers  []*server
-	cancel   context.CancelFunc
-	draining atomic.Bool
+	log       *zap.Logger
+	lookupEnv func(string) (string, bool)
+	metrics   *metrics.Metrics
+	transport *http.Transport
+	devIssuer *proxy.IssuerConfig // fixed for the process, like its listener
+
+	// bg carries the background work of every generation (JWKS refresh,
+	// cache refresh); it ends with Shutdown, not with the caller's ctx.
+	bg            context.Context
+	stopBG        context.CancelFunc
+	live          atomic.Pointer[generation]
+	reloadMu      sync.Mutex
+	retired       retirements
+	newIssuerWait time.Duration
+
+	servers []*server
+	closers []func() error
+	wg      sync.WaitGroup
+	errs    chan error
+
 	serving  atomic.Bool
-	wg       sync.WaitGroup
-	errs     chan error
+	draining atomic.Bool
+	inflight atomic.Int64 // gateway requests being served, WebSockets included
+	// hardStop is every request's base context; cancelling it at the
+	// shutdown deadline ends streams and WebSocket tunnels.
+	hardStop   context.Context
+	cancelHard context.CancelFunc
+	skipDrain  chan struct{}
+	skipOnce   sync.Once
 }
 
 type server struct {
@@ -57,56 +82,51 @@ type server struct {
 	tls  bool
 }
 
-// New builds the gateway described by cfg. Background work (JWKS refresh,
-// cache refreshes) lives until Shutdown.
-func New(ctx context.Context, cfg *config.Config, log *zap.Logger) (a *App, err error) {
-	ctx, cancel := context.WithCancel(ctx)
-	a = &App{cfg: cfg, log: log, cancel: cancel, errs: make(chan error, 4), metrics: metrics.New()}
+// New builds the gateway described by cfg. ctx only carries values:
+// background work lives until Shutdown.
+func New(ctx context.Context, cfg *config.Config, o Options) (a *App, err error) {
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.LookupEnv == nil {
+		o.LookupEnv = os.LookupEnv
+	}
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
+	a = &App{
+		log: o.Logger, lookupEnv: o.LookupEnv, metrics: metrics.New(), transport: proxy.NewTransport(),
+		bg: bg, stopBG: stopBG, hardStop: hard, cancelHard: cancelHard,
+		errs: make(chan error, 4), skipDrain: make(chan struct{}), newIssuerWait: newIssuerWait,
+	}
 	defer func() {
 		if err != nil {
+			a.cancelHard()
 			a.closeAll()
 		}
 	}()
 
-	issuers := make([]proxy.IssuerConfig, 0, len(cfg.Issuers)+1)
-	for _, is := range cfg.Issuers {
-		issuers = append(issuers, issuerConfig(is))
-	}
 	if cfg.DevIssuer.Enabled {
-		dev, err := a.startDevIssuer()
-		if err != nil {
+		if err := a.startDevIssuer(cfg.DevIssuer); err != nil {
 			return nil, err
 		}
-		issuers = append(issuers, dev)
 	}
 	if cfg.DemoUpstream.Enabled {
-		if err := a.listen("demo upstream", cfg.DemoUpstream.Listen, demo.Handler(), true); err != nil {
+		if err := a.listen(cfg, "demo upstream", cfg.DemoUpstream.Listen, demo.Handler(), true); err != nil {
 			return nil, err
 		}
 	}
+	g, err := a.build(a.bg, cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	a.live.Store(g)
+	a.closers = append(a.closers, func() error { a.retire(a.live.Load(), nil); return nil })
 
-	a.verifier, err = proxy.NewVerifier(ctx, proxy.VerifierOptions{
-		Issuers:            issuers,
-		MaxTokenBytes:      cfg.Server.MaxTokenBytes,
-		Logger:             log.Named("jwks"),
-		OnJWKSRefreshError: a.metrics.JWKSFailure,
-	})
-	if err != nil {
-		return nil, err
-	}
-	resolver, err := a.buildResolver()
-	if err != nil {
-		return nil, err
-	}
-	gw, err := a.buildGateway(resolver)
-	if err != nil {
-		return nil, err
-	}
-	if err := a.listen("gateway", cfg.Server.Listen, gw, false); err != nil {
+	if err := a.listen(cfg, "gateway", cfg.Server.Listen, http.HandlerFunc(a.serveGateway), false); err != nil {
 		return nil, err
 	}
 	if t := cfg.Server.TLS; t.CertFile != "" {
-		cr, err := proxy.NewCertReloader(t.CertFile, t.KeyFile, time.Second, log.Named("tls"))
+		cr, err := proxy.NewCertReloader(t.CertFile, t.KeyFile, time.Second, a.log.Named("tls"))
 		if err != nil {
 			return nil, fmt.Errorf("server.tls: %w", err)
 		}
@@ -115,36 +135,31 @@ func New(ctx context.Context, cfg *config.Config, log *zap.Logger) (a *App, err 
 		s.tls = true
 	}
 	if cfg.Server.AdminListen != "" {
-		if err := a.listen("admin", cfg.Server.AdminListen, a.adminHandler(), false); err != nil {
+		if err := a.listen(cfg, "admin", cfg.Server.AdminListen, a.adminHandler(cfg.Server.Pprof), false); err != nil {
 			return nil, err
 		}
 	}
 	return a, nil
 }
 
-func issuerConfig(is config.Issuer) proxy.IssuerConfig {
-	return proxy.IssuerConfig{
-		Issuer:            is.Issuer,
-		Audiences:         is.Audiences,
-		JWKSURL:           is.JWKSURL,
-		Algorithms:        is.Algorithms,
-		Leeway:            is.Leeway.D(),
-		JWKSRefresh:       is.JWKSRefresh.D(),
-		UnknownKIDRefresh: is.UnknownKIDRefresh.D(),
-	}
+// serveGateway hands each request to the generation that is live when it
+// arrives; a reload never changes the config under a running request.
+func (a *App) serveGateway(w http.ResponseWriter, r *http.Request) {
+	a.inflight.Add(1)
+	defer a.inflight.Add(-1)
+	a.live.Load().gw.ServeHTTP(w, r)
 }
 
 // startDevIssuer serves the dev issuer right away, because the verifier
 // fetches its JWKS while being built.
-func (a *App) startDevIssuer() (proxy.IssuerConfig, error) {
-	d := a.cfg.DevIssuer
+func (a *App) startDevIssuer(d config.DevIssuer) error {
 	key, err := devissuer.LoadOrCreateKey(d.KeyFile)
 	if err != nil {
-		return proxy.IssuerConfig{}, fmt.Errorf("dev_issuer.key_file: %w", err)
+		return fmt.Errorf("dev_issuer.key_file: %w", err)
 	}
 	ln, err := net.Listen("tcp", d.Listen)
 	if err != nil {
-		return proxy.IssuerConfig{}, fmt.Errorf("dev_issuer.listen: %w", err)
+		return fmt.Errorf("dev_issuer.listen: %w", err)
 	}
 	addr := ln.Addr().String()
 	iss := d.Issuer
@@ -157,140 +172,18 @@ func (a *App) startDevIssuer() (proxy.IssuerConfig, error) {
 	}
 	di := devissuer.New(devissuer.Options{Issuer: iss, Audience: d.Audience, TTL: d.TokenTTL.D(), Key: key, Clients: clients})
 	a.DevIssuer = di
-	a.serveOn("dev issuer", ln, di.Handler())
+	a.servers = append(a.servers, &server{name: "dev issuer", ln: ln, srv: a.httpServer(nil, di.Handler())})
+	a.start(a.servers[len(a.servers)-1])
 	ic := config.Issuer{Issuer: iss, Audiences: []string{d.Audience}}
 	ic.Algorithms = []string{"RS256"}
 	ic.Leeway, ic.JWKSRefresh, ic.UnknownKIDRefresh = config.Duration(30*time.Second), config.Duration(time.Hour), config.Duration(time.Minute)
 	ic.JWKSURL = "http://" + addr + "/.well-known/jwks.json"
-	return issuerConfig(ic), nil
+	dev := issuerConfig(ic)
+	a.devIssuer = &dev
+	return nil
 }
 
-func (a *App) buildResolver() (proxy.MetadataResolver, error) {
-	m := a.cfg.Metadata
-	var src enrich.Source
-	switch m.Source {
-	case "none":
-		return nil, nil
-	case "local":
-		clients := map[string]enrich.Record{}
-		for id, c := range m.Local.Clients {
-			clients[id] = enrich.Record{Name: c.Name, Metadata: c.Metadata}
-		}
-		users := map[string]enrich.Record{}
-		for id, u := range m.Local.Users {
-			users[id] = enrich.Record{Metadata: u.AppMetadata}
-		}
-		src = enrich.NewLocalSource(clients, users)
-	case "auth0":
-		s, err := newAuth0Source(m.Auth0, a.log.Named("auth0"), a.metrics.Auth0Call, a.metrics.RateBudgetWait)
-		if err != nil {
-			return nil, err
-		}
-		src = s
-	default:
-		return nil, fmt.Errorf("metadata.source: unknown source %q", m.Source)
-	}
-	c := a.cfg.Cache
-	opts := cache.Options{
-		TTL:                  c.TTL.D(),
-		NegativeTTL:          c.NegativeTTL.D(),
-		StaleWhileRevalidate: c.StaleWhileRevalidate.D(),
-		StaleIfError:         c.StaleIfError.D(),
-		MaxEntries:           c.MaxEntries,
-		Prefix:               c.Redis.Prefix,
-		RedisTimeout:         c.Redis.Timeout.D(),
-		Logger:               a.log.Named("cache"),
-		Observe:              func(r cache.Result) { a.metrics.CacheLookup(r.String()) },
-		OnRedisError:         a.metrics.RedisError,
-	}
-	if c.Redis.URL != "" {
-		rc, err := cache.NewRedisClient(c.Redis.URL, c.Redis.Timeout.D())
-		if err != nil {
-			return nil, fmt.Errorf("cache.redis.url: %w", err)
-		}
-		a.closers = append(a.closers, rc.Close)
-		opts.Redis = rc
-	}
-	tc, err := cache.New[*enrich.Metadata](opts, enrich.Codec{})
-	if err != nil {
-		return nil, fmt.Errorf("cache: %w", err)
-	}
-	a.cache = tc
-	a.closers = append(a.closers, tc.Close)
-	return enrich.NewResolver(src, tc), nil
-}
-
-func (a *App) buildGateway(resolver proxy.MetadataResolver) (*proxy.Gateway, error) {
-	routes := make([]proxy.RouteConfig, 0, len(a.cfg.Routes))
-	for i, r := range a.cfg.Routes {
-		rc, err := routeConfig(i, r)
-		if err != nil {
-			return nil, err
-		}
-		routes = append(routes, rc)
-	}
-	var trusted []netip.Prefix
-	for _, p := range a.cfg.Server.TrustedProxies {
-		trusted = append(trusted, netip.MustParsePrefix(p)) // validated by config
-	}
-	h := a.cfg.Headers
-	return proxy.New(proxy.Options{
-		Routes:   routes,
-		Verifier: a.verifier,
-		Resolver: resolver,
-		Headers: proxy.HeaderConfig{
-			Namespace: append([]string(nil), h.Namespace...), ClientID: h.ClientID, ClientName: h.ClientName,
-			Kind: h.Kind, Scopes: h.Scopes, UserID: h.UserID, MetadataPrefix: h.MetadataPrefix,
-			MetadataJSON: h.MetadataJSON, UserMetadataJSON: h.UserMetadataJSON, MaxValueBytes: h.MaxValueBytes, MaxJSONBytes: h.MaxJSONBytes,
-		},
-		Realm:          a.cfg.Server.Realm,
-		ForwardUnknown: a.cfg.Metadata.OnUnknown == "forward",
-		TrustedProxies: trusted,
-		Observer:       a.metrics,
-		Logger:         a.log.Named("access"),
-	}), nil
-}
-
-func routeConfig(i int, r config.Route) (proxy.RouteConfig, error) {
-	rc := proxy.RouteConfig{
-		Name: r.Name, Hosts: r.Match.Hosts, PathPrefix: r.Match.PathPrefix, Path: r.Match.Path, Methods: r.Match.Methods,
-		StripPrefix: r.StripPrefix, AddPrefix: r.AddPrefix, MaxBodyBytes: r.MaxBodyBytes,
-		DialTimeout: r.Timeouts.Dial.D(), ResponseHeaderTimeout: r.Timeouts.ResponseHeader.D(), H2C: r.H2C,
-		UnhealthyFor: r.UnhealthyFor.D(),
-		Policy:       proxy.Policy{AllOf: r.Scopes.AllOf, AnyOf: r.Scopes.AnyOf, Audiences: r.Audiences},
-	}
-	if rc.Name == "" {
-		rc.Name = fmt.Sprintf("route-%d", i)
-	}
-	if r.MetadataHeaders != nil {
-		rc.Policy.MetadataKeys = append([]string{}, (*r.MetadataHeaders)...)
-	}
-	for _, k := range r.Callers {
-		if k == "client" {
-			rc.Policy.Kinds = append(rc.Policy.Kinds, enrich.KindClient)
-		} else {
-			rc.Policy.Kinds = append(rc.Policy.Kinds, enrich.KindUser)
-		}
-	}
-	switch r.Auth {
-	case "optional":
-		rc.Auth = proxy.AuthOptional
-	case "public":
-		rc.Auth = proxy.AuthPublic
-	default:
-		rc.Auth = proxy.AuthRequired
-	}
-	for _, u := range r.Upstreams {
-		pu, err := url.Parse(u)
-		if err != nil {
-			return rc, fmt.Errorf("routes[%d].upstreams: %w", i, err)
-		}
-		rc.Upstreams = append(rc.Upstreams, pu)
-	}
-	return rc, nil
-}
-
-func (a *App) adminHandler() http.Handler {
+func (a *App) adminHandler(withPprof bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", a.metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -303,6 +196,15 @@ func (a *App) adminHandler() http.Handler {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
+	if withPprof {
+		// Registered by hand: the gateway never serves http.DefaultServeMux.
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 
@@ -312,7 +214,7 @@ func (a *App) notReady(ctx context.Context) string {
 		return "draining"
 	case !a.serving.Load():
 		return "starting"
-	case !a.verifier.Ready(ctx):
+	case !a.live.Load().verifier.v.Ready(ctx):
 		return "JWKS not fetched yet"
 	}
 	return ""
@@ -320,36 +222,36 @@ func (a *App) notReady(ctx context.Context) string {
 
 // listen binds addr now, so a taken port fails before anything serves;
 // serveNow starts helper servers at once, the rest wait for Run.
-func (a *App) listen(name, addr string, h http.Handler, serveNow bool) error {
+func (a *App) listen(cfg *config.Config, name, addr string, h http.Handler, serveNow bool) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("%s: listen on %s: %w", name, addr, err)
 	}
+	s := &server{name: name, ln: ln, srv: a.httpServer(cfg, h)}
+	a.servers = append(a.servers, s)
 	if serveNow {
-		a.serveOn(name, ln, h)
-		return nil
+		a.start(s)
 	}
-	a.servers = append(a.servers, &server{name: name, ln: ln, srv: a.httpServer(h)})
 	return nil
 }
 
-func (a *App) httpServer(h http.Handler) *http.Server {
-	s := a.cfg.Server
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: s.ReadHeaderTimeout.D(),
-		IdleTimeout:       s.IdleTimeout.D(),
-		MaxHeaderBytes:    s.MaxHeaderBytes,
-		ErrorLog:          zap.NewStdLog(a.log.Named("http")),
+// httpServer applies the server limits; cfg is nil for the dev issuer,
+// which keeps net/http's defaults.
+func (a *App) httpServer(cfg *config.Config, h http.Handler) *http.Server {
+	srv := &http.Server{
+		Handler:     h,
+		ErrorLog:    zap.NewStdLog(a.log.Named("http")),
+		BaseContext: func(net.Listener) context.Context { return a.hardStop },
 	}
-}
-
-// serveOn starts serving a helper listener (dev issuer, demo upstream)
-// immediately; it is shut down with the rest.
-func (a *App) serveOn(name string, ln net.Listener, h http.Handler) {
-	s := &server{name: name, ln: ln, srv: a.httpServer(h)}
-	a.servers = append(a.servers, s)
-	a.start(s)
+	if cfg != nil {
+		s := cfg.Server
+		srv.ReadHeaderTimeout = s.ReadHeaderTimeout.D()
+		srv.IdleTimeout = s.IdleTimeout.D()
+		srv.MaxHeaderBytes = s.MaxHeaderBytes
+	} else {
+		srv.ReadHeaderTimeout = 10 * time.Second
+	}
+	return srv
 }
 
 func (a *App) start(s *server) {
@@ -376,51 +278,4 @@ func (a *App) Addr(name string) string {
 		}
 	}
 	return ""
-}
-
-// Run serves until ctx is cancelled or a server fails, then shuts down
-// gracefully.
-func (a *App) Run(ctx context.Context) error {
-	for _, s := range a.servers {
-		if s.name == "gateway" || s.name == "admin" {
-			a.start(s)
-		}
-	}
-	a.serving.Store(true)
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-a.errs:
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.cfg.Server.ShutdownTimeout.D())
-	defer cancel()
-	return errors.Join(err, a.Shutdown(shutdownCtx))
-}
-
-// Shutdown stops accepting requests, waits for in-flight ones until ctx
-// ends, and stops background work.
-func (a *App) Shutdown(ctx context.Context) error {
-	a.draining.Store(true)
-	var errs []error
-	for _, s := range a.servers {
-		if err := s.srv.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", s.name, err))
-		}
-	}
-	a.wg.Wait()
-	errs = append(errs, a.closeAll())
-	return errors.Join(errs...)
-}
-
-func (a *App) closeAll() error {
-	a.cancel()
-	var errs []error
-	for i := len(a.closers) - 1; i >= 0; i-- {
-		errs = append(errs, a.closers[i]())
-	}
-	a.closers = nil
-	for _, s := range a.servers {
-		_ = s.ln.Close()
-	}
-	return errors.Join(errs...)
 }

@@ -65,33 +65,60 @@ func startExample(t *testing.T, emu *auth0emu.Tenant, redisURL, upstream string)
 
 func startExampleWith(t *testing.T, emu *auth0emu.Tenant, redisURL, upstream string, tweak func(*config.Config)) *App {
 	t.Helper()
-	env := map[string]string{
+	return startFile(t, "../../deploy/examples/auth0.yaml", exampleEnv(emu, redisURL, upstream), tweak)
+}
+
+// exampleEnv is the environment deploy/examples/auth0.yaml documents.
+func exampleEnv(emu *auth0emu.Tenant, redisURL, upstream string) map[string]string {
+	return map[string]string{
 		"GATEWAY_LISTEN": "127.0.0.1:0", "GATEWAY_ADMIN_LISTEN": "127.0.0.1:0",
 		"AUTH0_ISSUER": emu.Issuer(), "AUTH0_AUDIENCE": apiAudience,
 		"AUTH0_CLIENT_ID": "gateway-m2m", "AUTH0_CLIENT_SECRET": "m2m-secret",
 		"REDIS_URL": redisURL, "UPSTREAM_URL": upstream,
 	}
-	cfg, err := config.Load("../../deploy/examples/auth0.yaml", func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+}
+
+// startFile loads file with env as the environment and runs it until the
+// test ends. tweak sees the loaded config (a reload does not: it reads the
+// file again).
+func startFile(t *testing.T, file string, env map[string]string, tweak func(*config.Config)) *App {
+	t.Helper()
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	cfg, err := config.Load(file, lookup)
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.Server.DrainDelay = 0
 	if tweak != nil {
 		tweak(cfg)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := New(ctx, cfg, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
+	a, stop := runApp(t, cfg, lookup)
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Errorf("shutdown: %v", err)
 		}
 	})
 	return a
+}
+
+// runApp runs cfg; stop cancels Run (as SIGTERM does) and returns what
+// Run returned.
+func runApp(t *testing.T, cfg *config.Config, lookup func(string) (string, bool)) (a *App, stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := New(ctx, cfg, Options{Logger: zap.NewNop(), LookupEnv: lookup})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	return a, func() error {
+		once.Do(func() { cancel(); runErr = <-done })
+		return runErr
+	}
 }
 
 func get(t *testing.T, a *App, token string) int {

@@ -1,0 +1,260 @@
+package app
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/net/websocket"
+
+	"github.com/metagate/gateway/internal/config"
+	"github.com/metagate/gateway/internal/testenv/auth0emu"
+)
+
+func readyz(t *testing.T, a *App) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + a.Addr("admin") + "/readyz")
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(b))
+}
+
+func eventually(t *testing.T, what string, within time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// refusing reports whether addr no longer accepts TCP connections.
+func refusing(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return true
+	}
+	c.Close()
+	return false
+}
+
+// TestReadinessTransitions walks /readyz through its states: not ready
+// while the issuer's JWKS cannot be fetched, ready once it is, not ready
+// again as soon as a drain starts, while the gateway still serves new
+// connections until the drain delay is over.
+func TestReadinessTransitions(t *testing.T) {
+	emu := tenant(t)
+	emu.SetFault(auth0emu.EndpointJWKS, auth0emu.Fault500)
+	up := newRecorder(t)
+	cfg, lookup := loadExample(t, exampleEnv(emu, "", up.URL))
+	cfg.Server.DrainDelay = config.Duration(time.Second)
+	cfg.Issuers[0].JWKSRefresh = config.Duration(time.Second)
+	a, stop := runApp(t, cfg, lookup)
+	defer stop()
+
+	if code, body := readyz(t, a); code != 503 || body != "not ready: JWKS not fetched yet" {
+		t.Fatalf("JWKS down: /readyz = %d %q, want 503 JWKS not fetched yet", code, body)
+	}
+	emu.SetFault(auth0emu.EndpointJWKS, auth0emu.FaultNone)
+	eventually(t, "/readyz 200 after the JWKS comes back", 10*time.Second, func() bool {
+		code, _ := readyz(t, a)
+		return code == 200
+	})
+	tok := emu.ClientToken("svc-billing", apiAudience, time.Hour)
+	if code := get(t, a, tok); code != 200 {
+		t.Fatalf("ready gateway answered %d", code)
+	}
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	eventually(t, "/readyz draining", 2*time.Second, func() bool {
+		_, body := readyz(t, a)
+		return body == "not ready: draining"
+	})
+	// Draining, not closed: a new connection is still served.
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	req, _ := http.NewRequest("GET", "http://"+a.Addr("gateway")+"/orders", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("new connection during the drain: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("request during the drain: %d", resp.StatusCode)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if !refusing(a.Addr("gateway")) {
+		t.Error("gateway still accepts connections after shutdown")
+	}
+}
+
+// TestShutdownDeadlineEndsStreamsAndWebSockets: streamed responses and
+// WebSocket tunnels are not abandoned when the listener closes (they keep
+// working while the deadline runs) and are closed when it passes.
+func TestShutdownDeadlineEndsStreamsAndWebSockets(t *testing.T) {
+	emu := tenant(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ws" {
+			websocket.Handler(func(c *websocket.Conn) { _, _ = io.Copy(c, c) }).ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		for {
+			if _, err := io.WriteString(w, "data: tick\n\n"); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}))
+	defer up.Close()
+	cfg, lookup := loadExample(t, exampleEnv(emu, "", up.URL))
+	const deadline = 2 * time.Second
+	cfg.Server.ShutdownTimeout = config.Duration(deadline)
+	a, stop := runApp(t, cfg, lookup)
+	tok := emu.ClientToken("svc-billing", apiAudience, time.Hour)
+
+	req, _ := http.NewRequest("GET", "http://"+a.Addr("gateway")+"/events", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("stream: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	events := bufio.NewReader(resp.Body)
+	if line, err := events.ReadString('\n'); err != nil || line != "data: tick\n" {
+		t.Fatalf("first event %q, %v", line, err)
+	}
+	wcfg, _ := websocket.NewConfig("ws://"+a.Addr("gateway")+"/ws", "http://"+a.Addr("gateway"))
+	wcfg.Header.Set("Authorization", "Bearer "+tok)
+	ws, err := websocket.DialConfig(wcfg)
+	if err != nil {
+		t.Fatalf("websocket: %v", err)
+	}
+	defer ws.Close()
+
+	start := time.Now()
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	eventually(t, "listener closed", 5*time.Second, func() bool { return refusing(a.Addr("gateway")) })
+
+	// The listener is closed, yet both still work.
+	echo := func() error {
+		if _, err := ws.Write([]byte("ping")); err != nil {
+			return err
+		}
+		_ = ws.SetReadDeadline(time.Now().Add(deadline + 3*time.Second))
+		buf := make([]byte, 4)
+		_, err := io.ReadFull(ws, buf)
+		return err
+	}
+	if err := echo(); err != nil {
+		t.Fatalf("WebSocket closed before the shutdown deadline: %v", err)
+	}
+	if _, err := events.ReadString('\n'); err != nil {
+		t.Fatalf("stream closed before the shutdown deadline: %v", err)
+	}
+
+	// At the deadline both end.
+	var wg sync.WaitGroup
+	var streamEnd, wsEnd atomic.Int64
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		_, _ = io.Copy(io.Discard, events)
+		streamEnd.Store(int64(time.Since(start)))
+	}()
+	go func() {
+		defer wg.Done()
+		_ = ws.SetReadDeadline(time.Now().Add(deadline + 5*time.Second))
+		_, _ = io.Copy(io.Discard, ws)
+		wsEnd.Store(int64(time.Since(start)))
+	}()
+	wg.Wait()
+	err = <-stopped
+	if err == nil || !strings.Contains(err.Error(), "shutdown deadline reached") {
+		t.Errorf("Run returned %v, want the shutdown deadline reported", err)
+	}
+	for name, d := range map[string]time.Duration{"stream": time.Duration(streamEnd.Load()), "websocket": time.Duration(wsEnd.Load())} {
+		t.Logf("%s closed %s after the stop", name, d.Round(time.Millisecond))
+		if d < deadline-100*time.Millisecond || d > deadline+4*time.Second {
+			t.Errorf("%s closed %s after the stop, want at the %s deadline", name, d, deadline)
+		}
+	}
+}
+
+// loadExample loads deploy/examples/auth0.yaml with env and no drain delay.
+func loadExample(t *testing.T, env map[string]string) (*config.Config, func(string) (string, bool)) {
+	t.Helper()
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	cfg, err := config.Load("../../deploy/examples/auth0.yaml", lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Server.DrainDelay = 0
+	return cfg, lookup
+}
+
+// TestSkipDrain: a second signal (SkipDrain) ends a long drain delay.
+func TestSkipDrain(t *testing.T) {
+	emu := tenant(t)
+	cfg, lookup := loadExample(t, exampleEnv(emu, "", newRecorder(t).URL))
+	cfg.Server.DrainDelay = config.Duration(time.Minute)
+	a, stop := runApp(t, cfg, lookup)
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	eventually(t, "draining", 5*time.Second, func() bool { _, b := readyz(t, a); return b == "not ready: draining" })
+	a.SkipDrain()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("SkipDrain did not end the 1m drain")
+	}
+}
+
+// TestPprofSwitch: /debug/pprof exists on the admin listener only when
+// server.pprof is on.
+func TestPprofSwitch(t *testing.T) {
+	emu := tenant(t)
+	for _, on := range []bool{false, true} {
+		cfg, lookup := loadExample(t, exampleEnv(emu, "", newRecorder(t).URL))
+		cfg.Server.Pprof = on
+		a, stop := runApp(t, cfg, lookup)
+		want := map[bool]int{false: 404, true: 200}[on]
+		for _, p := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/cmdline"} {
+			resp, err := http.Get("http://" + a.Addr("admin") + p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Errorf("pprof=%v: GET %s = %d, want %d", on, p, resp.StatusCode, want)
+			}
+		}
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
