@@ -2,28 +2,23 @@ package proxy
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/hex"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
-	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/encoding/prototext"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/metagate/gateway/internal/config"
+	"github.com/metagate/gateway/internal/testenv"
 	"github.com/metagate/gateway/internal/tracing"
 )
 
@@ -38,64 +33,11 @@ func callerTraceHeaders() http.Header {
 	return http.Header{"Traceparent": {callerTraceparent}, "Tracestate": {callerTracestate}}
 }
 
-// otlpReceiver is a real OTLP/HTTP traces endpoint: it decodes what the
-// exporter sends (protobuf, gzip or not) and keeps the spans.
-type otlpReceiver struct {
-	*httptest.Server
-	mu        sync.Mutex
-	spans     []*tracepb.Span
-	resources []map[string]string
-}
-
-func newOTLPReceiver(t *testing.T) *otlpReceiver {
-	rc := &otlpReceiver{}
-	rc.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || r.URL.Path != "/v1/traces" {
-			http.Error(w, "not an OTLP traces export", http.StatusNotFound)
-			return
-		}
-		body := io.Reader(r.Body)
-		if r.Header.Get("Content-Encoding") == "gzip" {
-			zr, err := gzip.NewReader(r.Body)
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
-			}
-			body = zr
-		}
-		b, err := io.ReadAll(body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		var req coltracepb.ExportTraceServiceRequest
-		if err := proto.Unmarshal(b, &req); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		rc.mu.Lock()
-		for _, rs := range req.GetResourceSpans() {
-			rc.resources = append(rc.resources, attrMap(rs.GetResource().GetAttributes()))
-			for _, ss := range rs.GetScopeSpans() {
-				rc.spans = append(rc.spans, ss.GetSpans()...)
-			}
-		}
-		rc.mu.Unlock()
-		out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
-		w.Header().Set("Content-Type", "application/x-protobuf")
-		_, _ = w.Write(out)
-	}))
-	t.Cleanup(rc.Close)
-	return rc
-}
-
 // byName returns the received spans by name; it fails on a duplicate.
-func (rc *otlpReceiver) byName(t *testing.T) map[string]*tracepb.Span {
+func byName(t *testing.T, rc *testenv.OTLPReceiver) map[string]*tracepb.Span {
 	t.Helper()
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
 	m := map[string]*tracepb.Span{}
-	for _, s := range rc.spans {
+	for _, s := range rc.Spans() {
 		if m[s.GetName()] != nil {
 			t.Errorf("span %q exported twice", s.GetName())
 		}
@@ -104,32 +46,9 @@ func (rc *otlpReceiver) byName(t *testing.T) map[string]*tracepb.Span {
 	return m
 }
 
-func attrMap(kvs []*commonpb.KeyValue) map[string]string {
-	m := map[string]string{}
-	for _, kv := range kvs {
-		m[kv.GetKey()] = anyValueString(kv.GetValue())
-	}
-	return m
-}
-
-func anyValueString(v *commonpb.AnyValue) string {
-	switch x := v.GetValue().(type) {
-	case *commonpb.AnyValue_StringValue:
-		return x.StringValue
-	case *commonpb.AnyValue_IntValue:
-		return strconv.FormatInt(x.IntValue, 10)
-	case *commonpb.AnyValue_BoolValue:
-		if x.BoolValue {
-			return "true"
-		}
-		return "false"
-	}
-	return v.String()
-}
-
 // tracedGateway puts a gateway with tracing on the fixture's issuer,
 // verifier and upstream, exporting to rc. Shutdown flushes the spans.
-func tracedGateway(t *testing.T, f *fixture, rc *otlpReceiver) *tracing.Provider {
+func tracedGateway(t *testing.T, f *fixture, rc *testenv.OTLPReceiver) *tracing.Provider {
 	t.Helper()
 	p, err := tracing.New(context.Background(), config.Tracing{
 		OTLPEndpoint: rc.URL, ServiceName: "gateway", SampleRatio: 1, Timeout: config.Duration(5 * time.Second),
@@ -194,7 +113,7 @@ func TestTraceHeadersPassThroughUntouchedWhenTracingIsOff(t *testing.T) {
 }
 
 func TestTracingOnExportsTheGatewaysSpansInTheCallersTrace(t *testing.T) {
-	rc := newOTLPReceiver(t)
+	rc := testenv.NewOTLPReceiver(t)
 	f := newFixture(t, fixtureOpts{})
 	p := tracedGateway(t, f, rc)
 	token := f.issuer.Token(t, "svc-billing")
@@ -206,7 +125,7 @@ func TestTracingOnExportsTheGatewaysSpansInTheCallersTrace(t *testing.T) {
 	resp.Body.Close()
 	flush(t, f, p)
 
-	spans := rc.byName(t)
+	spans := byName(t, rc)
 	server, verify, resolve, upstream := spans["gateway api"], spans["verify"], spans["resolve"], spans["upstream"]
 	if server == nil || verify == nil || resolve == nil || upstream == nil {
 		t.Fatalf("spans %v, want gateway api, verify, resolve, upstream", keys(spans))
@@ -247,7 +166,7 @@ func TestTracingOnExportsTheGatewaysSpansInTheCallersTrace(t *testing.T) {
 		resolve:  {"gateway.caller.kind": "client", "gateway.resolve.outcome": "found"},
 		upstream: {"gateway.route": "api", "http.response.status_code": "200", "server.address": "127.0.0.1"},
 	} {
-		got := attrMap(span.GetAttributes())
+		got := testenv.Attrs(span.GetAttributes())
 		for k, v := range attrs {
 			if got[k] != v {
 				t.Errorf("%s: %s = %q, want %q (all: %v)", span.GetName(), k, got[k], v, got)
@@ -257,15 +176,13 @@ func TestTracingOnExportsTheGatewaysSpansInTheCallersTrace(t *testing.T) {
 			t.Errorf("%s: error status on a successful request", span.GetName())
 		}
 	}
-	rc.mu.Lock()
-	res := rc.resources
-	rc.mu.Unlock()
+	res := rc.Resources()
 	if len(res) == 0 || res[0]["service.name"] != "gateway" || res[0]["service.version"] != "test" {
 		t.Errorf("resource %v, want service.name gateway, service.version test", res)
 	}
 
 	// Nothing secret or caller-specific leaves in a span.
-	for _, s := range rc.spans {
+	for _, s := range rc.Spans() {
 		text := prototextOf(s)
 		for _, secret := range []string{token, "svc-billing", "Billing Service", "gold", "acme", "eu-west-1", "id=1"} {
 			if strings.Contains(text, secret) {
@@ -276,7 +193,7 @@ func TestTracingOnExportsTheGatewaysSpansInTheCallersTrace(t *testing.T) {
 }
 
 func TestTracingOnStartsATraceForCallersWithoutOne(t *testing.T) {
-	rc := newOTLPReceiver(t)
+	rc := testenv.NewOTLPReceiver(t)
 	f := newFixture(t, fixtureOpts{})
 	p := tracedGateway(t, f, rc)
 	// A tracestate without a traceparent is meaningless and must not survive.
@@ -285,7 +202,7 @@ func TestTracingOnStartsATraceForCallersWithoutOne(t *testing.T) {
 		t.Fatalf("status %d, want 200", resp.StatusCode)
 	}
 	flush(t, f, p)
-	up := rc.byName(t)["upstream"]
+	up := byName(t, rc)["upstream"]
 	if up == nil {
 		t.Fatal("no upstream span")
 	}
@@ -303,7 +220,7 @@ func TestTracingOnStartsATraceForCallersWithoutOne(t *testing.T) {
 }
 
 func TestRefusedTokenIsAnErrorVerifySpanAndReachesNoUpstream(t *testing.T) {
-	rc := newOTLPReceiver(t)
+	rc := testenv.NewOTLPReceiver(t)
 	f := newFixture(t, fixtureOpts{})
 	p := tracedGateway(t, f, rc)
 	c := f.issuer.Claims("svc-billing")
@@ -317,7 +234,7 @@ func TestRefusedTokenIsAnErrorVerifySpanAndReachesNoUpstream(t *testing.T) {
 	if n := f.up.hits.Load(); n != 0 {
 		t.Errorf("upstream hit %d times", n)
 	}
-	spans := rc.byName(t)
+	spans := byName(t, rc)
 	verify, server := spans["verify"], spans["gateway api"]
 	if verify == nil || server == nil {
 		t.Fatalf("spans %v, want verify and gateway api", keys(spans))
@@ -328,17 +245,17 @@ func TestRefusedTokenIsAnErrorVerifySpanAndReachesNoUpstream(t *testing.T) {
 	if verify.GetStatus().GetCode() != tracepb.Status_STATUS_CODE_ERROR {
 		t.Errorf("verify status %v, want error", verify.GetStatus())
 	}
-	if got := attrMap(verify.GetAttributes())["gateway.auth.reason"]; got != "expired" {
+	if got := testenv.Attrs(verify.GetAttributes())["gateway.auth.reason"]; got != "expired" {
 		t.Errorf("verify gateway.auth.reason = %q, want expired", got)
 	}
-	sa := attrMap(server.GetAttributes())
+	sa := testenv.Attrs(server.GetAttributes())
 	if sa["gateway.auth.reason"] != "expired" || sa["http.response.status_code"] != "401" {
 		t.Errorf("server span attributes %v, want auth reason expired and status 401", sa)
 	}
 	if server.GetStatus().GetCode() == tracepb.Status_STATUS_CODE_ERROR {
 		t.Error("a 401 is the gateway working, not failing: server span status error")
 	}
-	for _, s := range rc.spans {
+	for _, s := range rc.Spans() {
 		if strings.Contains(prototextOf(s), expired) {
 			t.Errorf("span %s carries the token", s.GetName())
 		}
@@ -346,7 +263,7 @@ func TestRefusedTokenIsAnErrorVerifySpanAndReachesNoUpstream(t *testing.T) {
 }
 
 func TestUnreachableUpstreamIsAnErrorUpstreamSpan(t *testing.T) {
-	rc := newOTLPReceiver(t)
+	rc := testenv.NewOTLPReceiver(t)
 	f := newFixture(t, fixtureOpts{})
 	p := tracedGateway(t, f, rc)
 	f.up.Close()
@@ -355,7 +272,7 @@ func TestUnreachableUpstreamIsAnErrorUpstreamSpan(t *testing.T) {
 		t.Fatalf("status %d, want 502", resp.StatusCode)
 	}
 	flush(t, f, p)
-	spans := rc.byName(t)
+	spans := byName(t, rc)
 	for _, name := range []string{"upstream", "gateway api"} {
 		s := spans[name]
 		if s == nil {
@@ -365,7 +282,7 @@ func TestUnreachableUpstreamIsAnErrorUpstreamSpan(t *testing.T) {
 			t.Errorf("%s status %v, want error", name, s.GetStatus())
 		}
 	}
-	if _, ok := attrMap(spans["upstream"].GetAttributes())["http.response.status_code"]; ok {
+	if _, ok := testenv.Attrs(spans["upstream"].GetAttributes())["http.response.status_code"]; ok {
 		t.Error("upstream span has a status code though no response came")
 	}
 }

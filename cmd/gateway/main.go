@@ -206,7 +206,7 @@ func serve(args []string, stderr io.Writer) error {
 	defer signal.Stop(sigs)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	a, err := app.New(ctx, cfg, app.Options{Logger: log, LookupEnv: os.LookupEnv})
+	a, err := app.New(ctx, cfg, app.Options{Logger: log, LookupEnv: os.LookupEnv, Version: version})
 	if err != nil {
 		return err
 	}

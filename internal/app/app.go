@@ -25,6 +25,7 @@ import (
 	"github.com/metagate/gateway/internal/demo"
 	"github.com/metagate/gateway/internal/devissuer"
 	"github.com/metagate/gateway/internal/metrics"
+	"github.com/metagate/gateway/internal/tracing"
 	"github.com/metagate/gateway/proxy"
 )
 
@@ -35,6 +36,8 @@ type Options struct {
 	// reload, so it must be the lookup the config was first loaded with.
 	// Nil means os.LookupEnv.
 	LookupEnv func(string) (string, bool)
+	// Version is reported as service.version on trace spans.
+	Version string
 }
 
 // App is a built gateway: listeners are bound, the dev issuer (if any) is
@@ -48,6 +51,7 @@ type App struct {
 	lookupEnv func(string) (string, bool)
 	metrics   *metrics.Metrics
 	transport *http.Transport
+	tracing   *tracing.Provider   // fixed for the process: tracing is restart-only
 	devIssuer *proxy.IssuerConfig // fixed for the process, like its listener
 
 	// bg carries the background work of every generation (JWKS refresh,
@@ -105,6 +109,15 @@ func New(ctx context.Context, cfg *config.Config, o Options) (a *App, err error)
 		}
 	}()
 
+	if a.tracing, err = tracing.New(ctx, cfg.Tracing, o.Version); err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, func() error {
+		// Last out: flush the spans of the requests that just finished.
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.Tracing.Timeout.D())
+		defer cancel()
+		return a.tracing.Shutdown(ctx)
+	})
 	if cfg.DevIssuer.Enabled {
 		if err := a.startDevIssuer(cfg.DevIssuer); err != nil {
 			return nil, err

@@ -232,9 +232,10 @@ func (a *App) buildGateway(cfg *config.Config, g *generation) (*proxy.Gateway, e
 		TrustedProxies: trusted,
 		// One transport for every generation: a reload keeps the pooled
 		// upstream connections.
-		Transport: a.transport,
-		Observer:  a.metrics,
-		Logger:    a.log.Named("access"),
+		Transport:      a.transport,
+		Observer:       a.metrics,
+		Logger:         a.log.Named("access"),
+		TracerProvider: a.tracing.TracerProvider(),
 	}), nil
 }
 
