@@ -57,12 +57,9 @@ func newRecorder(t *testing.T) *recorder {
 	return r
 }
 
-// startExample runs deploy/examples/auth0.yaml exactly as shipped, with
-// only its documented environment variables set.
-func startExample(t *testing.T, emu *auth0emu.Tenant, redisURL, upstream string) *App {
-	return startExampleWith(t, emu, redisURL, upstream, nil)
-}
-
+// startExampleWith runs deploy/examples/auth0.yaml as shipped, with only
+// its documented environment variables set; tweak may adjust the loaded
+// config.
 func startExampleWith(t *testing.T, emu *auth0emu.Tenant, redisURL, upstream string, tweak func(*config.Config)) *App {
 	t.Helper()
 	return startFile(t, "../../deploy/examples/auth0.yaml", exampleEnv(emu, redisURL, upstream), tweak)
