@@ -39,6 +39,9 @@ type VerifierOptions struct {
 	Now          func() time.Time
 	// OnJWKSRefreshError is called when a JWKS fetch fails (metrics).
 	OnJWKSRefreshError func(issuer string)
+	// OnJWKSFetch is called when a JWKS fetch starts, whatever its outcome
+	// (metrics: with the failures it gives the failure ratio).
+	OnJWKSFetch func(issuer string)
 }
 
 // Verifier turns a bearer token into a verified Token. It trusts a fixed set
@@ -84,6 +87,15 @@ func NewVerifier(ctx context.Context, o VerifierOptions) (*Verifier, error) {
 	}
 	if o.CacheFor <= 0 {
 		o.CacheFor = time.Minute
+	}
+	if o.OnJWKSFetch != nil {
+		byURL := make(map[string]string, len(o.Issuers))
+		for _, ic := range o.Issuers {
+			byURL[ic.JWKSURL] = ic.Issuer
+		}
+		c := *o.HTTPClient
+		c.Transport = jwksCounter{next: c.Transport, issuerOf: byURL, fetched: o.OnJWKSFetch}
+		o.HTTPClient = &c
 	}
 	v := &Verifier{
 		issuers:  make(map[string]*issuer, len(o.Issuers)),
@@ -141,6 +153,24 @@ func NewVerifier(ctx context.Context, o VerifierOptions) (*Verifier, error) {
 	}
 	v.cache = c
 	return v, nil
+}
+
+// jwksCounter reports each JWKS request by issuer before sending it.
+type jwksCounter struct {
+	next     http.RoundTripper // nil: http.DefaultTransport
+	issuerOf map[string]string
+	fetched  func(issuer string)
+}
+
+func (c jwksCounter) RoundTrip(r *http.Request) (*http.Response, error) {
+	if iss, ok := c.issuerOf[r.URL.String()]; ok {
+		c.fetched(iss)
+	}
+	next := c.next
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	return next.RoundTrip(r)
 }
 
 // Ready reports whether every issuer's JWKS has been fetched at least once.

@@ -213,6 +213,7 @@ func TestAuth0ExampleEndToEnd(t *testing.T) {
 		`gateway_auth0_requests_total{code="200",endpoint="clients"}`: 1,
 		`gateway_auth0_requests_total{code="404",endpoint="clients"}`: 1,
 		`gateway_auth0_requests_total{code="200",endpoint="token"}`:   1,
+		`gateway_jwks_fetches_total{issuer="` + emu.Issuer() + `"}`:   1,
 	} {
 		if m[name] < min {
 			t.Errorf("%s = %v, want at least %v", name, m[name], min)

@@ -118,6 +118,7 @@ func (a *App) buildVerifier(ctx context.Context, cfg *config.Config) (*verifierP
 		MaxTokenBytes:      cfg.Server.MaxTokenBytes,
 		Logger:             a.log.Named("jwks"),
 		OnJWKSRefreshError: a.metrics.JWKSFailure,
+		OnJWKSFetch:        a.metrics.JWKSFetch,
 	})
 	if err != nil {
 		stop()

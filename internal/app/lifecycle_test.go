@@ -67,6 +67,10 @@ func TestReadinessTransitions(t *testing.T) {
 	if code, body := readyz(t, a); code != 503 || body != "not ready: JWKS not fetched yet" {
 		t.Fatalf("JWKS down: /readyz = %d %q, want 503 JWKS not fetched yet", code, body)
 	}
+	jwksFailures := `gateway_jwks_refresh_failures_total{issuer="` + emu.Issuer() + `"}`
+	if m := scrape(t, a); m[jwksFailures] < 1 {
+		t.Errorf("%s = %v while the JWKS endpoint fails", jwksFailures, m[jwksFailures])
+	}
 	emu.SetFault(auth0emu.EndpointJWKS, auth0emu.FaultNone)
 	eventually(t, "/readyz 200 after the JWKS comes back", 10*time.Second, func() bool {
 		code, _ := readyz(t, a)

@@ -29,6 +29,7 @@ type Metrics struct {
 	auth0Latency   *prometheus.HistogramVec
 	auth0Waits     prometheus.Counter
 	jwksFailures   *prometheus.CounterVec
+	jwksFetches    *prometheus.CounterVec
 	reloads        *prometheus.CounterVec
 }
 
@@ -65,6 +66,9 @@ func New() *Metrics {
 	m.auth0Waits = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "gateway_auth0_rate_budget_waits_total", Help: "Management API calls that had to wait for (or were refused by) the gateway's own rate budget.",
 	})
+	m.jwksFetches = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gateway_jwks_fetches_total", Help: "JWKS fetches by issuer (periodic refreshes, unknown-kid refreshes and the first fetch), whatever their outcome.",
+	}, []string{"issuer"})
 	m.jwksFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gateway_jwks_refresh_failures_total", Help: "Failed JWKS fetches by issuer; the last good keys stay in use.",
 	}, []string{"issuer"})
@@ -72,7 +76,7 @@ func New() *Metrics {
 		Name: "gateway_config_reloads_total", Help: "Configuration reloads by result (success, failure).",
 	}, []string{"result"})
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.authFailures, m.upstreamErrors, m.cacheLookups,
-		m.redisErrors, m.auth0Calls, m.auth0Latency, m.auth0Waits, m.jwksFailures, m.reloads,
+		m.redisErrors, m.auth0Calls, m.auth0Latency, m.auth0Waits, m.jwksFailures, m.jwksFetches, m.reloads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -117,6 +121,9 @@ func (m *Metrics) Auth0Call(endpoint string, status int, d time.Duration) {
 
 // RateBudgetWait records a call that waited for the rate budget.
 func (m *Metrics) RateBudgetWait() { m.auth0Waits.Inc() }
+
+// JWKSFetch records a JWKS fetch attempt.
+func (m *Metrics) JWKSFetch(issuer string) { m.jwksFetches.WithLabelValues(issuer).Inc() }
 
 // JWKSFailure records a failed JWKS fetch.
 func (m *Metrics) JWKSFailure(issuer string) { m.jwksFailures.WithLabelValues(issuer).Inc() }
