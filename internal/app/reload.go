@@ -37,6 +37,10 @@ func (a *App) Reload(ctx context.Context) error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
 	file := a.live.Load().cfg.File
+	if a.draining.Load() {
+		// Parts built now would outlive the shutdown that is closing them.
+		return fmt.Errorf("%s: not reloaded: the gateway is shutting down", file)
+	}
 	err := a.reload(ctx, file)
 	a.metrics.Reload(err == nil)
 	if err != nil {

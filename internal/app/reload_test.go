@@ -135,6 +135,10 @@ func TestReloadAddsRouteWithoutDroppingRequests(t *testing.T) {
 func TestReloadRejectsBrokenConfig(t *testing.T) {
 	api, reports := newRecorder(t), newRecorder(t)
 	f := newReloadFixture(t, api.URL)
+	// Exported as 0 before any reload, so increase() alerts see the first.
+	if got, ok := scrape(t, f.a)[`gateway_config_reloads_total{result="failure"}`]; !ok || got != 0 {
+		t.Fatalf("failure counter before any reload: %v (exported: %v), want an exported 0", got, ok)
+	}
 	f.write(t, withReportsRoute(f.orig, reports.URL))
 	if err := f.a.Reload(context.Background()); err != nil {
 		t.Fatalf("Reload: %v", err)

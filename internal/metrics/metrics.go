@@ -75,6 +75,10 @@ func New() *Metrics {
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gateway_config_reloads_total", Help: "Configuration reloads by result (success, failure).",
 	}, []string{"result"})
+	// Present from the start, so an alert on increase(...{result="failure"})
+	// sees the first failure.
+	m.reloads.WithLabelValues("success")
+	m.reloads.WithLabelValues("failure")
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.authFailures, m.upstreamErrors, m.cacheLookups,
 		m.redisErrors, m.auth0Calls, m.auth0Latency, m.auth0Waits, m.jwksFailures, m.jwksFetches, m.reloads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
