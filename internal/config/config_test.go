@@ -107,6 +107,10 @@ func TestErrorsNameTheKeyAndTheFile(t *testing.T) {
 		{"auth0 without credentials", minimal + "metadata:\n  source: auth0\n  auth0:\n    management_url: https://t.auth0.com\n", nil, []string{"metadata.auth0.client_id: is required", "client_secret"}},
 		{"auth0 secret inline and file", minimal + "metadata:\n  source: auth0\n  auth0:\n    management_url: https://t.auth0.com\n    client_id: a\n    client_secret: b\n    client_secret_file: /c\n", nil, []string{"exactly one of client_secret"}},
 		{"bad redis url", minimal + "cache:\n  redis:\n    url: http://127.0.0.1:6379\n", nil, []string{"cache.redis.url"}},
+		{"negative drain delay", minimal + "server:\n  drain_delay: -1s\n", nil, []string{"server.drain_delay", "between 0s and 5m"}},
+		{"config watch too fast", minimal + "server:\n  watch_config: 1ms\n", nil, []string{"server.watch_config", "at least 100ms"}},
+		{"tracing endpoint not a URL", minimal + "tracing:\n  otlp_endpoint: otel-collector:4318\n", nil, []string{"tracing.otlp_endpoint", "absolute http(s) URL"}},
+		{"tracing sample ratio", minimal + "tracing:\n  otlp_endpoint: http://otel:4318\n  sample_ratio: 2\n", nil, []string{"tracing.sample_ratio", "between 0 and 1"}},
 		{"not yaml", "a: [", nil, []string{"gw.yaml", "not valid YAML"}},
 		{"empty file", "", nil, []string{"gw.yaml", "empty"}},
 	}
