@@ -21,6 +21,13 @@ type Metadata struct {
 	JSON []byte
 	// UserJSON is Record.UserMetadata as compact JSON, nil unless present.
 	UserJSON []byte
+
+	// NameValue, JSONValue and UserJSONValue hold Record.Name, JSON and
+	// UserJSON as one-element slices (nil when empty): the shape of an
+	// http.Header value, built here so that a consumer setting headers on
+	// every request does not allocate them each time. Like the rest of
+	// Metadata they are shared: never modify them.
+	NameValue, JSONValue, UserJSONValue []string
 }
 
 // Field is one scalar metadata value. Name is the key in HTTP header form
@@ -30,6 +37,9 @@ type Field struct {
 	Key   string
 	Name  string
 	Value string
+	// Values is Value as a one-element slice, shared like
+	// Metadata.NameValue.
+	Values []string
 }
 
 // Prepare computes the forwarding form of a record.
@@ -62,9 +72,21 @@ func Prepare(r Record) (*Metadata, error) {
 			continue // two keys that fold to one name: the first (sorted) wins
 		}
 		used[name] = true
-		m.Fields = append(m.Fields, Field{Key: k, Name: name, Value: v})
+		m.Fields = append(m.Fields, Field{Key: k, Name: name, Value: v, Values: oneValue(v)})
 	}
+	m.NameValue = oneValue(r.Name)
+	m.JSONValue = oneValue(string(m.JSON))
+	m.UserJSONValue = oneValue(string(m.UserJSON))
 	return m, nil
+}
+
+// oneValue returns []string{v}, or nil for an empty v. Its capacity is 1,
+// so appending to it copies rather than writing into shared memory.
+func oneValue(v string) []string {
+	if v == "" {
+		return nil
+	}
+	return []string{v}
 }
 
 func scalar(v any) (string, bool) {

@@ -135,8 +135,12 @@ func New(o Options) *Gateway {
 	return g
 }
 
-// state travels from ServeHTTP to Rewrite in the request context.
+// state is what the gateway knows about one request (with its status
+// recorder, in one allocation). It travels from ServeHTTP to Rewrite and
+// the transport in the request context.
 type state struct {
+	rec statusRecorder
+
 	route  *route
 	target *target
 	token  *Token
@@ -151,8 +155,8 @@ type stateKey struct{}
 
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	st := &state{}
-	rec := &statusRecorder{ResponseWriter: w}
+	st := &state{rec: statusRecorder{ResponseWriter: w}}
+	rec := &st.rec
 	if g.tracer != nil {
 		r = g.tracer.startRequest(r, st)
 	}

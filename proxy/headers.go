@@ -85,29 +85,29 @@ func fold(c byte) byte {
 // allow, when non-nil, limits which metadata keys become headers.
 func (hw *headerWriter) set(h http.Header, t *Token, md *enrich.Metadata, allow map[string]bool) {
 	c := &hw.cfg
-	hw.put(h, c.Kind, t.Caller.Kind.String())
-	hw.put(h, c.ClientID, t.ClientID)
+	hw.put(h, c.Kind, t.Caller.Kind.String(), t.kindValue)
+	hw.put(h, c.ClientID, t.ClientID, t.clientIDValue)
 	if t.Caller.Kind == enrich.KindUser {
-		hw.put(h, c.UserID, t.Caller.ID)
+		hw.put(h, c.UserID, t.Caller.ID, t.callerIDValue)
 	}
-	hw.put(h, c.Scopes, t.ScopeHeader)
+	hw.put(h, c.Scopes, t.ScopeHeader, t.scopeValue)
 	if md == nil {
 		return
 	}
 	if t.Caller.Kind == enrich.KindClient {
-		hw.put(h, c.ClientName, md.Record.Name)
+		hw.put(h, c.ClientName, md.Record.Name, md.NameValue)
 	}
 	if c.MetadataPrefix != "" {
 		for _, f := range md.Fields {
 			if allow != nil && !allow[f.Key] {
 				continue
 			}
-			hw.put(h, hw.metadataName(f.Name), f.Value)
+			hw.put(h, hw.metadataName(f.Name), f.Value, f.Values)
 		}
 	}
 	if allow == nil {
-		hw.putJSON(h, c.MetadataJSON, md.JSON)
-		hw.putJSON(h, c.UserMetadataJSON, md.UserJSON)
+		hw.putJSON(h, c.MetadataJSON, md.JSON, md.JSONValue)
+		hw.putJSON(h, c.UserMetadataJSON, md.UserJSON, md.UserJSONValue)
 	}
 }
 
@@ -121,9 +121,18 @@ func (hw *headerWriter) metadataName(name string) string {
 }
 
 // put sets one header after sanitising its value; empty values and names
-// are skipped.
-func (hw *headerWriter) put(h http.Header, name, value string) {
+// are skipped. prepared, when not nil, is []string{value} built once per
+// token or caller: a value that needs no sanitising (the usual case) is set
+// as that slice, so the hot path allocates nothing. Outgoing requests share
+// it, which is safe because the transport only reads request headers (an
+// http.RoundTripper must not modify the request) and an append to a slice
+// of capacity 1 copies.
+func (hw *headerWriter) put(h http.Header, name, value string, prepared []string) {
 	if name == "" || value == "" {
+		return
+	}
+	if prepared != nil && isClean(value, hw.cfg.MaxValueBytes) {
+		h[name] = prepared
 		return
 	}
 	value = sanitize(value, hw.cfg.MaxValueBytes)
@@ -134,38 +143,49 @@ func (hw *headerWriter) put(h http.Header, name, value string) {
 }
 
 // putJSON sets a JSON header only when it fits: cutting JSON short would
-// hand the upstream something it cannot parse.
-func (hw *headerWriter) putJSON(h http.Header, name string, js []byte) {
+// hand the upstream something it cannot parse. prepared, when not nil, is
+// []string{string(js)}, shared as in put.
+func (hw *headerWriter) putJSON(h http.Header, name string, js []byte, prepared []string) {
 	if name == "" || len(js) == 0 || len(js) > hw.cfg.MaxJSONBytes {
 		return
 	}
+	if prepared == nil {
+		prepared = []string{string(js)}
+	}
 	// encoding/json escapes control characters, so JSON is header-safe.
-	h[name] = []string{string(js)}
+	h[name] = prepared
 }
 
-// sanitize drops control characters (CR, LF, NUL and friends, which would
-// split or corrupt the header) and caps the length at max bytes without
-// splitting a UTF-8 sequence. Clean values are returned without copying.
-func sanitize(v string, max int) string {
-	clean := len(v) <= max
-	if clean {
-		for i := 0; i < len(v); i++ {
-			if c := v[i]; c < 0x20 && c != '\t' || c == 0x7f {
-				clean = false
-				break
-			}
+// isClean reports whether v fits in max bytes and has no control characters
+// (CR, LF, NUL and friends, which would split or corrupt the header): the
+// values sanitize returns unchanged.
+func isClean(v string, max int) bool {
+	if len(v) > max {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if isControl(v[i]) {
+			return false
 		}
 	}
-	if clean {
+	return true
+}
+
+// isControl reports whether c is an ASCII control character other than tab.
+func isControl(c byte) bool { return c < 0x20 && c != '\t' || c == 0x7f }
+
+// sanitize drops control characters and caps the length at max bytes
+// without splitting a UTF-8 sequence (see isClean). Clean values are
+// returned without copying.
+func sanitize(v string, max int) string {
+	if isClean(v, max) {
 		return v
 	}
 	b := make([]byte, 0, min(len(v), max))
 	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if c < 0x20 && c != '\t' || c == 0x7f {
-			continue
+		if c := v[i]; !isControl(c) {
+			b = append(b, c)
 		}
-		b = append(b, c)
 	}
 	if len(b) > max {
 		b = b[:max]

@@ -27,6 +27,11 @@ type Token struct {
 	Expiry      time.Time
 
 	cacheUntil time.Time
+	// The forwarded values (Caller.Kind, ClientID, Caller.ID, ScopeHeader)
+	// as one-element slices, built once with the token so that forwarding
+	// its requests does not allocate them again (see headerWriter.put).
+	// They are nil in a Token built outside identify.
+	kindValue, clientIDValue, callerIDValue, scopeValue []string
 }
 
 // HasAudience reports whether the token's aud contains a.
@@ -94,5 +99,9 @@ func identify(c *claims) (*Token, error) {
 		}
 	}
 	t.ScopeHeader = strings.Join(t.Scopes, " ")
+	t.kindValue = []string{t.Caller.Kind.String()}
+	t.clientIDValue = []string{t.ClientID}
+	t.callerIDValue = []string{t.Caller.ID}
+	t.scopeValue = []string{t.ScopeHeader}
 	return t, nil
 }
