@@ -185,8 +185,7 @@ func (a *App) startDevIssuer(d config.DevIssuer) error {
 	}
 	di := devissuer.New(devissuer.Options{Issuer: iss, Audience: d.Audience, TTL: d.TokenTTL.D(), Key: key, Clients: clients})
 	a.DevIssuer = di
-	a.servers = append(a.servers, &server{name: "dev issuer", ln: ln, srv: a.httpServer(nil, di.Handler())})
-	a.start(a.servers[len(a.servers)-1])
+	a.addServer(nil, "dev issuer", ln, di.Handler(), true)
 	ic := config.Issuer{Issuer: iss, Audiences: []string{d.Audience}}
 	ic.Algorithms = []string{"RS256"}
 	ic.Leeway, ic.JWKSRefresh, ic.UnknownKIDRefresh = config.Duration(30*time.Second), config.Duration(time.Hour), config.Duration(time.Minute)
@@ -240,12 +239,18 @@ func (a *App) listen(cfg *config.Config, name, addr string, h http.Handler, serv
 	if err != nil {
 		return fmt.Errorf("%s: listen on %s: %w", name, addr, err)
 	}
+	a.addServer(cfg, name, ln, h, serveNow)
+	return nil
+}
+
+// addServer registers a server on a bound listener; cfg is nil for the dev
+// issuer (see httpServer).
+func (a *App) addServer(cfg *config.Config, name string, ln net.Listener, h http.Handler, serveNow bool) {
 	s := &server{name: name, ln: ln, srv: a.httpServer(cfg, h)}
 	a.servers = append(a.servers, s)
 	if serveNow {
 		a.start(s)
 	}
-	return nil
 }
 
 // httpServer applies the server limits; cfg is nil for the dev issuer,

@@ -62,7 +62,7 @@ func newRecorder(t *testing.T) *recorder {
 // config.
 func startExampleWith(t *testing.T, emu *auth0emu.Tenant, redisURL, upstream string, tweak func(*config.Config)) *App {
 	t.Helper()
-	return startFile(t, "../../deploy/examples/auth0.yaml", exampleEnv(emu, redisURL, upstream), tweak)
+	return startFile(t, exampleFile, exampleEnv(emu, redisURL, upstream), tweak)
 }
 
 // exampleEnv is the environment deploy/examples/auth0.yaml documents.
@@ -80,12 +80,7 @@ func exampleEnv(emu *auth0emu.Tenant, redisURL, upstream string) map[string]stri
 // file again).
 func startFile(t *testing.T, file string, env map[string]string, tweak func(*config.Config)) *App {
 	t.Helper()
-	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
-	cfg, err := config.Load(file, lookup)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Server.DrainDelay = 0
+	cfg, lookup := loadFile(t, file, env)
 	if tweak != nil {
 		tweak(cfg)
 	}
@@ -96,6 +91,21 @@ func startFile(t *testing.T, file string, env map[string]string, tweak func(*con
 		}
 	})
 	return a
+}
+
+const exampleFile = "../../deploy/examples/auth0.yaml"
+
+// loadFile loads file with env as the environment, without the drain
+// delay (tests stop many gateways).
+func loadFile(t *testing.T, file string, env map[string]string) (*config.Config, func(string) (string, bool)) {
+	t.Helper()
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	cfg, err := config.Load(file, lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Server.DrainDelay = 0
+	return cfg, lookup
 }
 
 // runApp runs cfg; stop cancels Run (as SIGTERM does) and returns what

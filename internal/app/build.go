@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"reflect"
 	"time"
 
 	"go.uber.org/zap"
@@ -97,11 +98,11 @@ func (a *App) retire(old, next *generation) {
 }
 
 func sameVerifierConfig(a, b *config.Config) bool {
-	return equal(a.Issuers, b.Issuers) && a.Server.MaxTokenBytes == b.Server.MaxTokenBytes
+	return reflect.DeepEqual(a.Issuers, b.Issuers) && a.Server.MaxTokenBytes == b.Server.MaxTokenBytes
 }
 
 func sameResolverConfig(a, b *config.Config) bool {
-	return equal(a.Metadata, b.Metadata) && equal(a.Cache, b.Cache)
+	return reflect.DeepEqual(a.Metadata, b.Metadata) && reflect.DeepEqual(a.Cache, b.Cache)
 }
 
 func (a *App) buildVerifier(ctx context.Context, cfg *config.Config) (*verifierPart, error) {

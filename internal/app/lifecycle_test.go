@@ -209,13 +209,7 @@ func TestShutdownDeadlineEndsStreamsAndWebSockets(t *testing.T) {
 // loadExample loads deploy/examples/auth0.yaml with env and no drain delay.
 func loadExample(t *testing.T, env map[string]string) (*config.Config, func(string) (string, bool)) {
 	t.Helper()
-	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
-	cfg, err := config.Load("../../deploy/examples/auth0.yaml", lookup)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Server.DrainDelay = 0
-	return cfg, lookup
+	return loadFile(t, exampleFile, env)
 }
 
 // TestSkipDrain: a second signal (SkipDrain) ends a long drain delay.

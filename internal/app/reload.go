@@ -103,7 +103,7 @@ var restartOnly = []struct {
 func needsRestart(old, next *config.Config) error {
 	var changed []string
 	for _, k := range restartOnly {
-		if !equal(k.get(old), k.get(next)) {
+		if !reflect.DeepEqual(k.get(old), k.get(next)) {
 			changed = append(changed, k.key)
 		}
 	}
@@ -112,8 +112,6 @@ func needsRestart(old, next *config.Config) error {
 	}
 	return nil
 }
-
-func equal(a, b any) bool { return reflect.DeepEqual(a, b) }
 
 // watch reloads when the config file's content changes. It compares
 // content, not modification times, because Kubernetes updates a mounted

@@ -27,7 +27,7 @@ type reloadFixture struct {
 // exampleText is deploy/examples/auth0.yaml without the drain delay, so
 // the test's shutdown is quick even after a reload.
 func exampleText(t *testing.T) string {
-	orig, err := os.ReadFile("../../deploy/examples/auth0.yaml")
+	orig, err := os.ReadFile(exampleFile)
 	if err != nil {
 		t.Fatal(err)
 	}
