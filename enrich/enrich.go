@@ -32,16 +32,20 @@ func (k Kind) String() string {
 	}
 }
 
-// Caller identifies who is calling, as derived from a verified token.
+// Caller identifies who is calling, as derived from a verified token. A
+// caller is bound to the issuer of its token: the same id at two tenants
+// is two callers.
 type Caller struct {
-	Kind Kind
-	ID   string
+	Issuer string
+	Kind   Kind
+	ID     string
 }
 
-// Key is the cache key of the caller: stable, namespaced by kind so a client
-// and a user with the same id never share an entry.
+// Key is the cache key of the caller: stable, namespaced by kind and
+// issuer so a client and a user with the same id, or two tenants' clients,
+// never share an entry. Issuers are validated URLs, which hold no spaces.
 func (c Caller) Key() string {
-	return c.Kind.String() + ":" + c.ID
+	return c.Kind.String() + " " + c.Issuer + " " + c.ID
 }
 
 // Record is what a source knows about a caller. Metadata is the trusted
@@ -58,6 +62,10 @@ type Record struct {
 // not exist there (Auth0's 404 inexistent_client / inexistent_user). It is
 // cached as a negative entry; any other error is not.
 var ErrUnknownCaller = errors.New("unknown caller")
+
+// ErrNoSource is returned by a Resolver for a caller whose issuer has no
+// metadata source: the caller is verified, but nothing is known about it.
+var ErrNoSource = errors.New("no metadata source for this issuer")
 
 // Source looks a caller up at its origin. Implementations return
 // ErrUnknownCaller (possibly wrapped) for a definite miss.

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // Metadata is a Record prepared for forwarding. It is computed once, when
@@ -17,9 +19,13 @@ type Metadata struct {
 	// booleans), sorted by key. Nested objects and arrays are left out here
 	// and only appear in JSON.
 	Fields []Field
-	// JSON is Record.Metadata as compact JSON ("{}" when empty).
+	// JSON is Record.Metadata as compact JSON ("{}" when empty), in pure
+	// ASCII: DEL and every non-ASCII character are \u-escaped, so it is a
+	// valid header value whatever the metadata holds, and reads the same
+	// in frameworks that decode headers as Latin-1.
 	JSON []byte
-	// UserJSON is Record.UserMetadata as compact JSON, nil unless present.
+	// UserJSON is Record.UserMetadata as compact JSON (ASCII, like JSON),
+	// nil unless present.
 	UserJSON []byte
 
 	// NameValue, JSONValue and UserJSONValue hold Record.Name, JSON and
@@ -48,11 +54,11 @@ func Prepare(r Record) (*Metadata, error) {
 	var err error
 	if r.Metadata == nil {
 		m.JSON = []byte("{}")
-	} else if m.JSON, err = json.Marshal(r.Metadata); err != nil {
+	} else if m.JSON, err = asciiJSON(r.Metadata); err != nil {
 		return nil, fmt.Errorf("encode metadata: %w", err)
 	}
 	if r.UserMetadata != nil {
-		if m.UserJSON, err = json.Marshal(r.UserMetadata); err != nil {
+		if m.UserJSON, err = asciiJSON(r.UserMetadata); err != nil {
 			return nil, fmt.Errorf("encode user metadata: %w", err)
 		}
 	}
@@ -78,6 +84,50 @@ func Prepare(r Record) (*Metadata, error) {
 	m.JSONValue = oneValue(string(m.JSON))
 	m.UserJSONValue = oneValue(string(m.UserJSON))
 	return m, nil
+}
+
+// asciiJSON encodes v as compact JSON with DEL and every non-ASCII
+// character escaped. encoding/json already escapes the other control
+// characters (and replaces invalid UTF-8), and those bytes can only occur
+// inside strings, so escaping them byte by byte keeps the JSON valid.
+func asciiJSON(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	clean := true
+	for _, c := range b {
+		if c >= 0x7f {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return b, nil
+	}
+	out := make([]byte, 0, len(b)+16)
+	for i := 0; i < len(b); {
+		c := b[i]
+		if c < 0x7f {
+			out = append(out, c)
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(b[i:])
+		i += size
+		if r >= 0x10000 {
+			r1, r2 := utf16.EncodeRune(r)
+			out = appendUnicodeEscape(appendUnicodeEscape(out, r1), r2)
+			continue
+		}
+		out = appendUnicodeEscape(out, r)
+	}
+	return out, nil
+}
+
+func appendUnicodeEscape(b []byte, r rune) []byte {
+	const hex = "0123456789abcdef"
+	return append(b, '\\', 'u', hex[r>>12&15], hex[r>>8&15], hex[r>>4&15], hex[r&15])
 }
 
 // oneValue returns []string{v}, or nil for an empty v. Its capacity is 1,

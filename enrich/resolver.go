@@ -11,14 +11,23 @@ import (
 
 // Resolver finds a caller's metadata: from the cache when it can, from the
 // source when it must. Concurrent misses for one caller make one source call.
+// A source belongs to the issuers it serves (an Auth0 Management API knows
+// its own tenant's clients and users only); callers of other issuers get
+// ErrNoSource, never another tenant's metadata.
 type Resolver struct {
-	src   Source
-	cache *cache.Tiered[*Metadata]
+	src     Source
+	cache   *cache.Tiered[*Metadata]
+	issuers map[string]bool
 }
 
-// NewResolver wires a source behind a cache built with Codec.
-func NewResolver(src Source, c *cache.Tiered[*Metadata]) *Resolver {
-	return &Resolver{src: src, cache: c}
+// NewResolver wires a source serving issuers behind a cache built with
+// Codec.
+func NewResolver(src Source, c *cache.Tiered[*Metadata], issuers []string) *Resolver {
+	r := &Resolver{src: src, cache: c, issuers: make(map[string]bool, len(issuers))}
+	for _, is := range issuers {
+		r.issuers[is] = true
+	}
+	return r
 }
 
 // Resolve returns the caller's prepared metadata. It returns an error
@@ -26,6 +35,9 @@ func NewResolver(src Source, c *cache.Tiered[*Metadata]) *Resolver {
 // (possibly remembered from an earlier answer), and any other error when the
 // source could not answer and nothing usable was cached.
 func (r *Resolver) Resolve(ctx context.Context, c Caller) (*Metadata, error) {
+	if !r.issuers[c.Issuer] {
+		return nil, fmt.Errorf("%s %q of %s: %w", c.Kind, c.ID, c.Issuer, ErrNoSource)
+	}
 	md, _, err := r.cache.Get(ctx, c.Key(), func(ctx context.Context, _ string) (*Metadata, error) {
 		rec, err := r.src.Lookup(ctx, c)
 		if errors.Is(err, ErrUnknownCaller) {

@@ -23,7 +23,7 @@ func benchSetup(b *testing.B) (bare, gw http.Handler, token string) {
 	}))
 	b.Cleanup(up.Close)
 	target, _ := url.Parse(up.URL)
-	tr := NewTransport()
+	tr := NewTransport(0)
 	bare = &httputil.ReverseProxy{Transport: tr, Rewrite: func(pr *httputil.ProxyRequest) {
 		pr.SetURL(target)
 		pr.SetXForwarded()
@@ -45,7 +45,7 @@ func benchSetup(b *testing.B) (bare, gw http.Handler, token string) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = tc.Close() })
-	res := enrich.NewResolver(testResolver().src, tc)
+	res := enrich.NewResolver(testResolver().src, tc, []string{is.URL})
 	gw = New(Options{
 		Routes:   []RouteConfig{{Name: "api", PathPrefix: "/", Upstreams: []*url.URL{target}}},
 		Verifier: v, Resolver: res, Headers: defaultHeaders(), Realm: "gateway", Transport: tr,

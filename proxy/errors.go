@@ -78,30 +78,26 @@ func writeError(w http.ResponseWriter, status int, code, desc string) {
 	_, _ = w.Write(append(b, '\n'))
 }
 
-// challenge writes a 401 with an RFC 6750 WWW-Authenticate header. With no
-// token (reason "missing") the challenge carries only the realm, as §3.1
-// asks; otherwise error="invalid_token" and a short, safe description.
-func challenge(w http.ResponseWriter, realm string, r Reason) {
+// authRefusal is a 401 with an RFC 6750 WWW-Authenticate header (400
+// for a malformed Authorization header). With no token (reason "missing")
+// the challenge carries only the realm, as §3.1 asks; otherwise
+// error="invalid_token" and a short, safe description.
+func (g *Gateway) authRefusal(r Reason) *refusal {
 	if r == ReasonMissing {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="`+realm+`"`)
-		writeError(w, http.StatusUnauthorized, "unauthorized", "An access token is required")
-		return
+		return &refusal{status: http.StatusUnauthorized, code: "unauthorized", desc: "An access token is required",
+			reason: r, challenge: `Bearer realm="` + g.realm + `"`}
 	}
-	code := "invalid_token"
+	code, status := "invalid_token", http.StatusUnauthorized
 	if r == ReasonBadRequest {
-		code = "invalid_request"
+		code, status = "invalid_request", http.StatusBadRequest
 	}
 	desc := reasonText[r]
-	w.Header().Set("WWW-Authenticate", `Bearer realm="`+realm+`", error="`+code+`", error_description="`+desc+`"`)
-	status := http.StatusUnauthorized
-	if code == "invalid_request" {
-		status = http.StatusBadRequest
-	}
-	writeError(w, status, code, desc)
+	return &refusal{status: status, code: code, desc: desc, reason: r,
+		challenge: `Bearer realm="` + g.realm + `", error="` + code + `", error_description="` + desc + `"`}
 }
 
-// forbidScope writes RFC 6750's insufficient_scope answer.
-func forbidScope(w http.ResponseWriter, realm, scope string) {
-	w.Header().Set("WWW-Authenticate", `Bearer realm="`+realm+`", error="insufficient_scope", scope="`+scope+`"`)
-	writeError(w, http.StatusForbidden, "insufficient_scope", "The access token lacks a required scope")
+// scopeRefusal is RFC 6750's insufficient_scope answer.
+func (g *Gateway) scopeRefusal(scope string) *refusal {
+	return &refusal{status: http.StatusForbidden, code: "insufficient_scope", desc: "The access token lacks a required scope",
+		reason: "insufficient_scope", challenge: `Bearer realm="` + g.realm + `", error="insufficient_scope", scope="` + scope + `"`}
 }

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/metagate/gateway/enrich"
+	"github.com/metagate/gateway/proxy/canon"
 )
 
 // AuthMode is a route's token policy.
@@ -51,6 +52,10 @@ type Observer interface {
 	Request(route, method string, code int, total, upstream time.Duration)
 	AuthFailure(reason string)
 	UpstreamError(route string)
+	// ClientError counts requests refused because the client sent
+	// something the gateway cannot read one way only (a bad path, method,
+	// upgrade or body framing, a stalled body), apart from upstream errors.
+	ClientError(reason string)
 }
 
 type nopObserver struct{}
@@ -58,6 +63,7 @@ type nopObserver struct{}
 func (nopObserver) Request(string, string, int, time.Duration, time.Duration) {}
 func (nopObserver) AuthFailure(string)                                        {}
 func (nopObserver) UpstreamError(string)                                      {}
+func (nopObserver) ClientError(string)                                        {}
 
 // Options builds a Gateway. Resolver may be nil (no metadata source).
 type Options struct {
@@ -71,8 +77,13 @@ type Options struct {
 	// TrustedProxies are the peers whose X-Forwarded-* headers are kept
 	// (and appended to); from anyone else they are replaced.
 	TrustedProxies []netip.Prefix
-	Observer       Observer
-	Logger         *zap.Logger
+	// ReadTimeout is the longest a client may stay silent while sending a
+	// request body (the idle time between two reads, not the whole body);
+	// a stalled client gets 408 and its upstream connection is freed.
+	// 0: no limit.
+	ReadTimeout time.Duration
+	Observer    Observer
+	Logger      *zap.Logger
 	// TracerProvider receives spans for each request and its verify,
 	// resolve and upstream steps. Nil or a noop.TracerProvider turns
 	// tracing off entirely: traceparent/tracestate then pass through
@@ -90,6 +101,7 @@ type Gateway struct {
 	realm          string
 	forwardUnknown bool
 	trusted        []netip.Prefix
+	readTimeout    time.Duration
 	obs            Observer
 	log            *zap.Logger
 	tracer         *tracer // nil when tracing is off
@@ -101,7 +113,7 @@ func New(o Options) *Gateway {
 		o.Logger = zap.NewNop()
 	}
 	if o.Transport == nil {
-		o.Transport = NewTransport()
+		o.Transport = NewTransport(0)
 	}
 	if o.Observer == nil {
 		o.Observer = nopObserver{}
@@ -113,6 +125,7 @@ func New(o Options) *Gateway {
 		realm:          o.Realm,
 		forwardUnknown: o.ForwardUnknown,
 		trusted:        o.TrustedProxies,
+		readTimeout:    o.ReadTimeout,
 		obs:            o.Observer,
 		log:            o.Logger,
 	}
@@ -136,19 +149,28 @@ func New(o Options) *Gateway {
 }
 
 // state is what the gateway knows about one request (with its status
-// recorder, in one allocation). It travels from ServeHTTP to Rewrite and
-// the transport in the request context.
+// recorder and body reader, in one allocation): the request model every
+// stage reads and fills. It travels from ServeHTTP to Rewrite and the
+// transport in the request context.
 type state struct {
-	rec statusRecorder
+	rec  statusRecorder
+	body bodyReader
 
-	route  *route
-	target *target
+	// The canonical reading of the request (interpret).
+	method     string
+	path       canon.Path
+	route      *route
+	matched    int    // bytes of path.match the route pattern covered
+	credential string // the bearer token, "" when none was sent
+	// What the stages decided.
 	token  *Token
 	md     *enrich.Metadata
+	target *target
 	// for the access log and metrics
-	reason   Reason
-	upstream time.Duration
-	trace    *traceState // nil when tracing is off
+	reason      Reason
+	clientError string
+	upstream    time.Duration
+	trace       *traceState // nil when tracing is off
 }
 
 type stateKey struct{}
@@ -169,117 +191,117 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if st.route != nil {
 		route = st.route.Name
 	}
-	g.obs.Request(route, r.Method, rec.code(), d, st.upstream)
+	g.obs.Request(route, st.methodLabel(r), rec.code(), d, st.upstream)
 	if st.reason != "" {
 		g.obs.AuthFailure(string(st.reason))
+	}
+	if st.clientError != "" {
+		g.obs.ClientError(st.clientError)
 	}
 	g.accessLog(r, rec, st, d)
 }
 
+// serve runs the stages in order: interpret (canonical request, route,
+// credential), verify and identify (Verifier), authorize (policy),
+// resolve (metadata), and forward (mutate headers, proxy). The first
+// stage that says no answers the request.
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
-	rt := g.match(r)
-	if rt == nil {
-		writeError(w, http.StatusNotFound, "not_found", "No route matches this request")
+	if rf := g.interpret(r, st); rf != nil {
+		g.refuse(w, st, rf)
 		return
 	}
-	st.route = rt
+	// The canonical method is the one the server and every later stage
+	// see (net/http itself reads r.Method, e.g. to send no body to HEAD).
+	r.Method = st.method
+	rt := st.route
 	if rt.Auth != AuthPublic {
-		raw, present, err := bearerToken(r.Header)
-		switch {
-		case err != nil:
-			st.reason = ReasonBadRequest
-			challenge(w, g.realm, ReasonBadRequest)
+		if rf := g.authenticate(r.Context(), st); rf != nil {
+			g.refuse(w, st, rf)
 			return
-		case !present && rt.Auth == AuthRequired:
-			st.reason = ReasonMissing
-			challenge(w, g.realm, ReasonMissing)
-			return
-		case present:
-			t, err := g.verifier.Verify(r.Context(), raw)
-			if err != nil {
-				var ae *AuthError
-				if !errors.As(err, &ae) {
-					ae = authErr(ReasonBadClaims, err)
-				}
-				st.reason = ae.Reason
-				g.log.Debug("token refused", zap.String("reason", string(ae.Reason)), zap.Error(ae.Err))
-				challenge(w, g.realm, ae.Reason)
-				return
-			}
-			st.token = t
-			if !g.authorize(w, rt, t, st) {
-				return
-			}
 		}
 	}
-	if st.token != nil && g.resolver != nil {
-		md, err := g.resolver.Resolve(r.Context(), st.token.Caller)
-		switch {
-		case errors.Is(err, enrich.ErrUnknownCaller):
-			if !g.forwardUnknown {
-				writeError(w, http.StatusForbidden, "unknown_caller", "The caller is not known to the gateway")
-				return
-			}
-		case err != nil:
-			g.log.Warn("metadata unavailable", zap.String("caller", st.token.Caller.Key()), zap.Error(err))
-			w.Header().Set("Retry-After", "5")
-			writeError(w, http.StatusServiceUnavailable, "metadata_unavailable", "Caller metadata is temporarily unavailable")
-			return
-		default:
-			st.md = md
-		}
+	if rf := g.resolve(r.Context(), st); rf != nil {
+		g.refuse(w, st, rf)
+		return
 	}
-	if rt.MaxBodyBytes > 0 {
-		if r.ContentLength > rt.MaxBodyBytes {
-			writeError(w, http.StatusRequestEntityTooLarge, "request_too_large", "The request body is too large")
-			return
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, rt.MaxBodyBytes)
+	if rt.MaxBodyBytes > 0 && r.ContentLength > rt.MaxBodyBytes {
+		g.refuse(w, st, clientRefusal(http.StatusRequestEntityTooLarge, "request_too_large", "The request body is too large"))
+		return
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		st.body.init(w, r.Body, rt.MaxBodyBytes, g.readTimeout)
+		r.Body = &st.body
 	}
 	rt.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
 }
 
-// authorize applies the route's policy to a verified token.
-func (g *Gateway) authorize(w http.ResponseWriter, rt *route, t *Token, st *state) bool {
-	missing, kindOK, audOK := rt.authorize(t)
-	switch {
-	case !audOK:
-		st.reason = ReasonBadAudience
-		challenge(w, g.realm, ReasonBadAudience)
-		return false
-	case !kindOK:
-		st.reason = "caller_kind"
-		writeError(w, http.StatusForbidden, "forbidden", "This route does not accept "+t.Caller.Kind.String()+" callers")
-		return false
-	case missing != "":
-		st.reason = "insufficient_scope"
-		forbidScope(w, g.realm, missing)
-		return false
-	}
-	return true
+func (g *Gateway) refuse(w http.ResponseWriter, st *state, rf *refusal) {
+	st.reason, st.clientError = rf.reason, rf.clientError
+	rf.write(w)
 }
 
-// match picks the first route that takes the request, on the cleaned path.
-func (g *Gateway) match(r *http.Request) *route {
-	p := cleanPath(r.URL.Path)
-	for _, rt := range g.routes {
-		if rt.matches(r.Method, r.Host, p) {
-			return rt
+// authenticate verifies the credential (the Verifier identifies the
+// caller) and applies the route's policy.
+func (g *Gateway) authenticate(ctx context.Context, st *state) *refusal {
+	if st.credential == "" {
+		if st.route.Auth == AuthRequired {
+			return g.authRefusal(ReasonMissing)
 		}
+		return nil
+	}
+	t, err := g.verifier.Verify(ctx, st.credential)
+	if err != nil {
+		var ae *AuthError
+		if !errors.As(err, &ae) {
+			ae = authErr(ReasonBadClaims, err)
+		}
+		g.log.Debug("token refused", zap.String("reason", string(ae.Reason)), zap.Error(ae.Err))
+		return g.authRefusal(ae.Reason)
+	}
+	st.token = t
+	return g.authorize(st.route, t)
+}
+
+// resolve finds the verified caller's metadata. A caller whose issuer has
+// no metadata source is forwarded with its identity only.
+func (g *Gateway) resolve(ctx context.Context, st *state) *refusal {
+	if st.token == nil || g.resolver == nil {
+		return nil
+	}
+	md, err := g.resolver.Resolve(ctx, st.token.Caller)
+	switch {
+	case err == nil:
+		st.md = md
+	case errors.Is(err, enrich.ErrNoSource):
+	case errors.Is(err, enrich.ErrUnknownCaller):
+		if !g.forwardUnknown {
+			return &refusal{status: http.StatusForbidden, code: "unknown_caller", desc: "The caller is not known to the gateway"}
+		}
+	default:
+		g.log.Warn("metadata unavailable", zap.String("caller", st.token.Caller.Key()), zap.Error(err))
+		return &refusal{status: http.StatusServiceUnavailable, code: "metadata_unavailable",
+			desc: "Caller metadata is temporarily unavailable", retryAfter: "5"}
 	}
 	return nil
 }
 
-// rewrite builds the outgoing request. ReverseProxy has already removed
-// hop-by-hop headers, including any the client named in Connection, so the
-// trusted headers set here reach the upstream as they are.
+// rewrite builds the outgoing request from the canonical one. ReverseProxy
+// has already removed hop-by-hop headers, including any the client named
+// in Connection, so the trusted headers set here reach the upstream as
+// they are.
 func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	st := pr.In.Context().Value(stateKey{}).(*state)
 	rt := st.route
 	st.target = rt.upstream.pick(nil)
-	rt.forwardPath(pr.Out.URL)
+	esc := rt.forwardPath(st.path, st.matched)
+	pr.Out.URL.Path, pr.Out.URL.RawPath = canon.Unescape(esc), ""
+	if esc != pr.Out.URL.Path {
+		pr.Out.URL.RawPath = esc
+	}
+	pr.Out.Method = st.method
 	pr.SetURL(st.target.url)
-	if g.isTrusted(pr.In.RemoteAddr) {
+	trusted := g.isTrusted(pr.In.RemoteAddr)
+	if trusted {
 		// A trusted proxy's chain is kept and extended, not replaced.
 		if prior := pr.In.Header.Values("X-Forwarded-For"); len(prior) > 0 {
 			pr.Out.Header["X-Forwarded-For"] = prior
@@ -294,7 +316,11 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	} else {
 		pr.SetXForwarded()
 	}
-	g.headers.strip(pr.Out.Header)
+	g.headers.strip(pr.Out.Header, trusted)
+	if st.credential != "" {
+		// The one spelling the gateway read ("bearer" becomes "Bearer").
+		pr.Out.Header["Authorization"] = []string{"Bearer " + st.credential}
+	}
 	if st.token != nil {
 		g.headers.set(pr.Out.Header, st.token, st.md, rt.allow)
 	}
@@ -320,18 +346,23 @@ func (g *Gateway) isTrusted(remoteAddr string) bool {
 	return false
 }
 
+// upstreamError answers a request the proxy could not complete. A body
+// the client could not deliver (malformed framing, too large, stalled) is
+// the client's error, answered 4xx and counted apart from upstream errors.
 func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
-	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
-		writeError(w, http.StatusRequestEntityTooLarge, "request_too_large", "The request body is too large")
-		return
+	st, _ := r.Context().Value(stateKey{}).(*state)
+	if st != nil {
+		if rf := st.body.refusal(); rf != nil {
+			g.refuse(w, st, rf)
+			return
+		}
 	}
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		// The client went away; nobody is left to answer.
 		w.WriteHeader(499)
 		return
 	}
-	if st, ok := r.Context().Value(stateKey{}).(*state); ok {
+	if st != nil {
 		g.obs.UpstreamError(st.route.Name)
 	}
 	g.log.Warn("upstream unreachable", zap.String("host", r.URL.Host), zap.Error(err))
@@ -342,8 +373,8 @@ func (g *Gateway) accessLog(r *http.Request, rec *statusRecorder, st *state, d t
 	if ce := g.log.Check(zap.InfoLevel, "request"); ce != nil {
 		fields := make([]zap.Field, 0, 8)
 		fields = append(fields,
-			zap.String("method", r.Method),
-			zap.String("path", r.URL.Path),
+			zap.String("method", st.methodLabel(r)),
+			zap.String("path", st.logPath(r)),
 			zap.Int("status", rec.code()),
 			zap.Duration("duration", d),
 		)
@@ -356,8 +387,28 @@ func (g *Gateway) accessLog(r *http.Request, rec *statusRecorder, st *state, d t
 		if st.reason != "" {
 			fields = append(fields, zap.String("auth_error", string(st.reason)))
 		}
+		if st.clientError != "" {
+			fields = append(fields, zap.String("client_error", st.clientError))
+		}
 		ce.Write(fields...)
 	}
+}
+
+// methodLabel is the canonical method once interpret has read it.
+func (st *state) methodLabel(r *http.Request) string {
+	if st.method != "" {
+		return st.method
+	}
+	return r.Method
+}
+
+// logPath is the canonical path when there is one, else the path as sent
+// (a refused path is logged as the client spelled it).
+func (st *state) logPath(r *http.Request) string {
+	if st.path.Escaped != "" {
+		return st.path.Escaped
+	}
+	return r.URL.EscapedPath()
 }
 
 // statusRecorder remembers the status for the access log. Unwrap lets

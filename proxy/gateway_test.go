@@ -164,7 +164,7 @@ func TestRejectionsNeverReachUpstream(t *testing.T) {
 		wantError  string
 	}{
 		{"no token", nil, 401, `Bearer realm="gateway"`, "unauthorized"},
-		{"basic auth instead of bearer", http.Header{"Authorization": {"Basic dXNlcjpwYXNz"}}, 401, `Bearer realm="gateway"`, "unauthorized"},
+		{"basic auth instead of bearer", http.Header{"Authorization": {"Basic dXNlcjpwYXNz"}}, 400, `error="invalid_request"`, "invalid_request"},
 		{"token in query string only", nil, 401, `Bearer realm="gateway"`, "unauthorized"},
 		{"garbage token", http.Header{"Authorization": {"Bearer not-a-jwt"}}, 401, `error="invalid_token"`, "invalid_token"},
 		{"empty bearer", http.Header{"Authorization": {"Bearer "}}, 400, `error="invalid_request"`, "invalid_request"},
@@ -243,7 +243,7 @@ func TestNoRouteIs404(t *testing.T) {
 
 func TestHeaderValuesAreSanitisedAndCapped(t *testing.T) {
 	long := strings.Repeat("é", 600) // 1200 bytes, over the 1024-byte cap
-	res := localResolver{enrich.NewLocalSource(map[string]enrich.Record{
+	res := localResolver{src: enrich.NewLocalSource(map[string]enrich.Record{
 		"svc-odd": {Name: "Odd\r\nX-Evil: 1", Metadata: map[string]any{"note": "a\r\nX-Evil: 1\x00b", "long": long, "big": strings.Repeat("x", 5000)}},
 	}, nil)}
 	f := newFixture(t, fixtureOpts{resolver: res})

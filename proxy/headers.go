@@ -1,19 +1,28 @@
 package proxy
 
 import (
+	"bytes"
 	"net/http"
 	"sync"
 	"unicode/utf8"
 
 	"github.com/metagate/gateway/enrich"
+	"github.com/metagate/gateway/internal/headername"
 )
 
 // HeaderConfig names the trusted headers. An empty name turns that header
 // off. Every name lies inside Namespace (config validation guarantees it),
 // so anything a client sends under those names is removed first.
 type HeaderConfig struct {
-	Namespace      []string
+	Namespace []string
+	// StripUntrusted are removed from requests of clients that are not
+	// trusted proxies: URL and method overrides (X-Original-URL,
+	// X-HTTP-Method-Override...) and client-address headers (Forwarded,
+	// X-Real-IP...) that upstream frameworks believe. Compared like the
+	// namespace: case-insensitively, '_' read as '-'.
+	StripUntrusted []string
 	ClientID       string
+	Issuer         string
 	ClientName     string
 	Kind           string
 	Scopes         string
@@ -45,39 +54,33 @@ func newHeaderWriter(cfg HeaderConfig) *headerWriter {
 // ReverseProxy.Rewrite, after hop-by-hop headers (and anything listed in
 // Connection) are gone, so nothing the client sends can remove or forge
 // what the gateway sets next.
-func (hw *headerWriter) strip(h http.Header) {
+//
+// From a client that is not a trusted proxy, the StripUntrusted headers
+// go as well.
+func (hw *headerWriter) strip(h http.Header, trustedPeer bool) {
 	for k := range h {
-		for _, ns := range hw.cfg.Namespace {
-			if hasPrefixFold(k, ns) {
-				delete(h, k)
-				break
-			}
+		if hw.namespaced(k) || !trustedPeer && hw.untrusted(k) {
+			delete(h, k)
 		}
 	}
 }
 
-// hasPrefixFold compares ASCII case-insensitively, reading '_' as '-'.
-func hasPrefixFold(s, prefix string) bool {
-	if len(s) < len(prefix) {
-		return false
-	}
-	for i := 0; i < len(prefix); i++ {
-		a, b := fold(s[i]), fold(prefix[i])
-		if a != b {
-			return false
+func (hw *headerWriter) namespaced(name string) bool {
+	for _, ns := range hw.cfg.Namespace {
+		if headername.HasPrefix(name, ns) {
+			return true
 		}
 	}
-	return true
+	return false
 }
 
-func fold(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + 'a' - 'A'
+func (hw *headerWriter) untrusted(name string) bool {
+	for _, u := range hw.cfg.StripUntrusted {
+		if headername.Equal(name, u) {
+			return true
+		}
 	}
-	if c == '_' {
-		return '-'
-	}
-	return c
+	return false
 }
 
 // set writes the trusted headers for a verified token and its metadata
@@ -91,6 +94,7 @@ func (hw *headerWriter) set(h http.Header, t *Token, md *enrich.Metadata, allow 
 		hw.put(h, c.UserID, t.Caller.ID, t.callerIDValue)
 	}
 	hw.put(h, c.Scopes, t.ScopeHeader, t.scopeValue)
+	hw.put(h, c.Issuer, t.Issuer, t.issuerValue)
 	if md == nil {
 		return
 	}
@@ -111,11 +115,21 @@ func (hw *headerWriter) set(h http.Header, t *Token, md *enrich.Metadata, allow 
 	}
 }
 
+// metadataName is the header for a metadata field name. A name that
+// would land on an identity header is dropped ("" turns put off): config
+// validation refuses a prefix that allows it, and this keeps the proxy
+// safe when used with a HeaderConfig built elsewhere.
 func (hw *headerWriter) metadataName(name string) string {
 	if v, ok := hw.names.Load(name); ok {
 		return v.(string)
 	}
 	full := hw.cfg.MetadataPrefix + name
+	c := &hw.cfg
+	for _, id := range []string{c.ClientID, c.Issuer, c.ClientName, c.Kind, c.Scopes, c.UserID, c.MetadataJSON, c.UserMetadataJSON} {
+		if id != "" && headername.Equal(full, id) {
+			full = ""
+		}
+	}
 	hw.names.Store(name, full)
 	return full
 }
@@ -156,11 +170,12 @@ func (hw *headerWriter) putJSON(h http.Header, name string, js []byte, prepared 
 	h[name] = prepared
 }
 
-// isClean reports whether v fits in max bytes and has no control characters
-// (CR, LF, NUL and friends, which would split or corrupt the header): the
-// values sanitize returns unchanged.
+// isClean reports whether v fits in max bytes, has no control characters
+// (CR, LF, NUL, DEL and friends, which would split or corrupt the header,
+// or make the transport refuse the request) and no surrounding whitespace
+// (which the upstream would trim): the values sanitize returns unchanged.
 func isClean(v string, max int) bool {
-	if len(v) > max {
+	if len(v) > max || v != "" && (isBlank(v[0]) || isBlank(v[len(v)-1])) {
 		return false
 	}
 	for i := 0; i < len(v); i++ {
@@ -173,6 +188,8 @@ func isClean(v string, max int) bool {
 
 // isControl reports whether c is an ASCII control character other than tab.
 func isControl(c byte) bool { return c < 0x20 && c != '\t' || c == 0x7f }
+
+func isBlank(c byte) bool { return c == ' ' || c == '\t' }
 
 // sanitize drops control characters and caps the length at max bytes
 // without splitting a UTF-8 sequence (see isClean). Clean values are
@@ -187,6 +204,7 @@ func sanitize(v string, max int) string {
 			b = append(b, c)
 		}
 	}
+	b = bytes.TrimFunc(b, func(r rune) bool { return r == ' ' || r == '\t' })
 	if len(b) > max {
 		b = b[:max]
 		for len(b) > 0 { // drop a rune cut in half
@@ -196,5 +214,5 @@ func sanitize(v string, max int) string {
 			b = b[:len(b)-1]
 		}
 	}
-	return string(b)
+	return string(bytes.TrimRight(b, " \t"))
 }

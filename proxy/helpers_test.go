@@ -59,9 +59,15 @@ func (u *upstream) lastHeader() http.Header {
 
 // localResolver is a real, smaller resolver: the local source, prepared,
 // without a cache.
-type localResolver struct{ src *enrich.LocalSource }
+type localResolver struct {
+	src    *enrich.LocalSource
+	issuer string // the one issuer served; "" serves any
+}
 
 func (l localResolver) Resolve(ctx context.Context, c enrich.Caller) (*enrich.Metadata, error) {
+	if l.issuer != "" && c.Issuer != l.issuer {
+		return nil, enrich.ErrNoSource
+	}
 	r, err := l.src.Lookup(ctx, c)
 	if err != nil {
 		return nil, err
@@ -70,7 +76,7 @@ func (l localResolver) Resolve(ctx context.Context, c enrich.Caller) (*enrich.Me
 }
 
 func testResolver() localResolver {
-	return localResolver{enrich.NewLocalSource(
+	return localResolver{src: enrich.NewLocalSource(
 		map[string]enrich.Record{
 			"svc-billing": {Name: "Billing Service", Metadata: map[string]any{"tier": "gold", "region": "eu-west-1", "tenant_id": "acme"}},
 		},

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -31,7 +32,7 @@ type Token struct {
 	// as one-element slices, built once with the token so that forwarding
 	// its requests does not allocate them again (see headerWriter.put).
 	// They are nil in a Token built outside identify.
-	kindValue, clientIDValue, callerIDValue, scopeValue []string
+	kindValue, clientIDValue, callerIDValue, scopeValue, issuerValue []string
 }
 
 // HasAudience reports whether the token's aud contains a.
@@ -56,9 +57,17 @@ func (t *Token) HasScope(s string) bool {
 
 const clientsSuffix = "@clients"
 
-// identify decides who is calling. A client-credentials token is recognised
-// by Auth0's "<client_id>@clients" subject, by gty (present in practice but
-// not promised), or by RFC 9068's sub == client_id; anything else is a user.
+// identify is the identity stage: it decides who is calling from verified
+// claims. A token is a client's only when it says so unambiguously:
+//   - Auth0's client-credentials subject, sub == "<azp or client_id>@clients";
+//   - gty == "client-credentials" (present in practice, not promised) with
+//     a client id in azp or client_id;
+//   - RFC 9068's sub == client_id.
+//
+// Anything else is a user, whatever its sub looks like: a user id that
+// happens to end in "@clients" (a SAML NameID, an imported user) must not
+// be forwarded as an application. Every caller is bound to the issuer that
+// signed its token, so two tenants' "svc-billing" never share metadata.
 func identify(c *claims) (*Token, error) {
 	if c.Subject == "" {
 		return nil, errors.New("token has no sub")
@@ -71,37 +80,85 @@ func identify(c *claims) (*Token, error) {
 		clientID = c.ClientID
 	}
 	t := &Token{Issuer: c.Issuer, Subject: c.Subject, Expiry: c.ExpiresAt.Time, Audience: c.Audience}
-	isClient := strings.HasSuffix(c.Subject, clientsSuffix) || c.GrantType == "client-credentials" ||
-		(c.ClientID != "" && c.Subject == c.ClientID)
-	if isClient {
-		if clientID == "" {
-			clientID = strings.TrimSuffix(c.Subject, clientsSuffix)
-		}
-		if clientID == "" {
-			return nil, errors.New("client token without a client id")
-		}
-		t.Caller = enrich.Caller{Kind: enrich.KindClient, ID: clientID}
+	if id, ok := clientOf(c); ok {
+		clientID = id
+		t.Caller = enrich.Caller{Issuer: c.Issuer, Kind: enrich.KindClient, ID: id}
 	} else {
-		t.Caller = enrich.Caller{Kind: enrich.KindUser, ID: c.Subject}
+		t.Caller = enrich.Caller{Issuer: c.Issuer, Kind: enrich.KindUser, ID: c.Subject}
 	}
 	t.ClientID = clientID
-	seen := map[string]bool{}
-	for _, s := range strings.Fields(c.Scope) {
-		if !seen[s] {
-			seen[s] = true
-			t.Scopes = append(t.Scopes, s)
-		}
+	scopes, err := scopeList(c.Scope, c.Permissions)
+	if err != nil {
+		return nil, err
 	}
-	for _, s := range c.Permissions {
-		if s != "" && !seen[s] {
-			seen[s] = true
-			t.Scopes = append(t.Scopes, s)
-		}
-	}
+	t.Scopes = scopes
 	t.ScopeHeader = strings.Join(t.Scopes, " ")
 	t.kindValue = []string{t.Caller.Kind.String()}
 	t.clientIDValue = []string{t.ClientID}
 	t.callerIDValue = []string{t.Caller.ID}
 	t.scopeValue = []string{t.ScopeHeader}
+	t.issuerValue = []string{t.Issuer}
 	return t, nil
+}
+
+// clientOf returns the client id of a client token (see identify).
+func clientOf(c *claims) (string, bool) {
+	azp, cid, sub := c.AuthorizedParty, c.ClientID, c.Subject
+	switch {
+	case azp != "" && sub == azp+clientsSuffix:
+		return azp, true
+	case cid != "" && (sub == cid+clientsSuffix || sub == cid):
+		return cid, true
+	case c.GrantType == "client-credentials" && azp != "":
+		return azp, true
+	case c.GrantType == "client-credentials" && cid != "":
+		return cid, true
+	}
+	return "", false
+}
+
+// scopeList merges the scope claim (split on ASCII space only, RFC 6749
+// §3.3) and the permissions claim, deduplicated. A scope token outside
+// RFC 6749's scope-token characters (%x21 / %x23-5B / %x5D-7E) refuses
+// the token: "read:a\u00a0admin" is one scope here, but an upstream that
+// splits X-Client-Scopes on Unicode whitespace would read "admin".
+func scopeList(scope string, permissions []string) ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	add := func(s string) error {
+		if !isScopeToken(s) {
+			return fmt.Errorf("scope %q is not an RFC 6749 scope-token", s)
+		}
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+		return nil
+	}
+	for s := range strings.SplitSeq(scope, " ") {
+		if s == "" {
+			continue
+		}
+		if err := add(s); err != nil {
+			return nil, err
+		}
+	}
+	for _, s := range permissions {
+		if err := add(s); err != nil {
+			return nil, fmt.Errorf("permissions: %w", err)
+		}
+	}
+	return out, nil
+}
+
+func isScopeToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }

@@ -4,11 +4,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"path"
 	"strings"
 	"time"
 
 	"github.com/metagate/gateway/enrich"
+	"github.com/metagate/gateway/proxy/canon"
 )
 
 // RouteConfig is one validated route: what it matches, where it forwards,
@@ -18,11 +18,17 @@ type RouteConfig struct {
 	// Hosts are exact host names or "*.example.com" (one label, as in a
 	// Kubernetes Ingress); empty matches any host.
 	Hosts []string
-	// PathPrefix matches whole segments of the cleaned path; Path matches
-	// it exactly. One of them is set.
+	// PathPrefix matches whole segments of the canonical path; Path
+	// matches it exactly. One of them is set, written decoded and
+	// canonical (config validation checks it with CheckPattern). Both
+	// match case-insensitively.
 	PathPrefix string
 	Path       string
-	// Methods limits the route to these methods; empty allows any.
+	// AllowEncodedSlash lets "%2F" through on this route (relax:
+	// [encoded_slash]); it stays encoded and never separates segments.
+	AllowEncodedSlash bool
+	// Methods limits the route to these methods (compared upper-cased);
+	// empty allows any.
 	Methods   []string
 	Upstreams []*url.URL
 	// StripPrefix is removed from the forwarded path and AddPrefix put in
@@ -39,6 +45,9 @@ type RouteConfig struct {
 	H2C bool
 	// Retry backs off a target that refused a connection for this long.
 	UnhealthyFor time.Duration
+	// MaxUpstreamConns caps connections to each of this route's targets;
+	// 0 keeps the shared transport's cap.
+	MaxUpstreamConns int
 }
 
 // Policy is what a caller must bring to pass a route.
@@ -59,22 +68,30 @@ type Policy struct {
 
 type route struct {
 	RouteConfig
-	hosts    []string
-	methods  map[string]bool
-	allow    map[string]bool
-	upstream *balancer
-	proxy    http.Handler
+	hosts   []string
+	methods map[string]bool
+	allow   map[string]bool
+	// pattern is Path or PathPrefix; foldedPattern is it case-folded for
+	// matching, foldedStrip likewise for StripPrefix.
+	pattern, foldedPattern, foldedStrip string
+	upstream                            *balancer
+	proxy                               http.Handler
 }
 
 func newRoute(rc RouteConfig) *route {
-	rt := &route{RouteConfig: rc}
+	rt := &route{RouteConfig: rc, pattern: rc.PathPrefix}
+	if rc.Path != "" {
+		rt.pattern = rc.Path
+	}
+	rt.foldedPattern = canon.Fold(rt.pattern)
+	rt.foldedStrip = canon.Fold(rc.StripPrefix)
 	for _, h := range rc.Hosts {
 		rt.hosts = append(rt.hosts, strings.ToLower(h))
 	}
 	if len(rc.Methods) > 0 {
 		rt.methods = map[string]bool{}
 		for _, m := range rc.Methods {
-			rt.methods[strings.ToUpper(m)] = true
+			rt.methods[canon.Method(m)] = true
 		}
 	}
 	if rc.Policy.MetadataKeys != nil {
@@ -86,19 +103,32 @@ func newRoute(rc RouteConfig) *route {
 	return rt
 }
 
-// matches reports whether the route takes a request for host and the
-// cleaned path p.
-func (rt *route) matches(method, host, p string) bool {
+// matches reports whether the route takes a request with the canonical
+// method and path for host, and how many bytes of p the pattern covered.
+// Paths match case-insensitively (see canon.Fold), so a framework that
+// folds case cannot reach a handler under a looser route's policy.
+func (rt *route) matches(method, host string, p string) (int, bool) {
 	if rt.methods != nil && !rt.methods[method] {
-		return false
+		return 0, false
 	}
 	if len(rt.hosts) > 0 && !matchHost(rt.hosts, host) {
-		return false
+		return 0, false
+	}
+	n, ok := canon.FoldPrefix(p, rt.foldedPattern)
+	if !ok {
+		return 0, false
 	}
 	if rt.Path != "" {
-		return p == rt.Path
+		return n, n == len(p)
 	}
-	return prefixMatch(p, rt.PathPrefix)
+	return n, segmentEnd(p, n, rt.pattern)
+}
+
+// segmentEnd reports whether a prefix match of n bytes ends on a segment
+// boundary: "/api" matches "/api" and "/api/x" but not "/apix"; a prefix
+// ending in "/" matches what starts with it.
+func segmentEnd(p string, n int, prefix string) bool {
+	return n == len(p) || strings.HasSuffix(prefix, "/") || p[n] == '/'
 }
 
 func matchHost(patterns []string, host string) bool {
@@ -121,74 +151,29 @@ func matchHost(patterns []string, host string) bool {
 	return false
 }
 
-// cleanPath is the path used for matching and policy: decoded (so %2F
-// and %2e%2e count as what they are), dot segments resolved and duplicate
-// slashes folded, so "//admin", "/a/../admin" and "/a/%2e%2e/admin" are all
-// "/admin". A trailing slash is kept: "/api/" is not "/api".
-func cleanPath(p string) string {
-	if p == "" || p[0] != '/' {
-		p = "/" + p
+// forwardPath is the canonical escaped path the upstream receives: the
+// part the route pattern matched is spelled as the pattern (so "/ADMIN/x"
+// matched by "/admin" is sent as "/admin/x", and a case-sensitive upstream
+// reads the path the policy was decided on), then StripPrefix and
+// AddPrefix apply to whole segments of that canonical path. It never sees
+// dot segments or encoded separators: canon.ParsePath refused them.
+func (rt *route) forwardPath(p canon.Path, matched int) string {
+	m := p.Match
+	respelled := m[:matched] != rt.pattern
+	if respelled {
+		m = rt.pattern + m[matched:]
 	}
-	cp := path.Clean(p)
-	if cp != "/" && strings.HasSuffix(p, "/") {
-		cp += "/"
-	}
-	return cp
-}
-
-// prefixMatch matches whole path segments: "/api" matches "/api" and
-// "/api/x" but not "/apix"; a prefix ending in "/" matches what starts
-// with it.
-func prefixMatch(p, prefix string) bool {
-	if !strings.HasPrefix(p, prefix) {
-		return false
-	}
-	return len(p) == len(prefix) || strings.HasSuffix(prefix, "/") || p[len(prefix)] == '/'
-}
-
-// authorize applies the route policy to a verified token. It returns the
-// scope to name in an insufficient_scope challenge, or ok.
-func (rt *route) authorize(t *Token) (missingScope string, kindOK, audOK bool) {
-	p := &rt.Policy
-	kindOK = len(p.Kinds) == 0
-	for _, k := range p.Kinds {
-		kindOK = kindOK || k == t.Caller.Kind
-	}
-	audOK = len(p.Audiences) == 0
-	for _, a := range p.Audiences {
-		audOK = audOK || t.HasAudience(a)
-	}
-	for _, s := range p.AllOf {
-		if !t.HasScope(s) {
-			return strings.Join(p.AllOf, " "), kindOK, audOK
-		}
-	}
-	if len(p.AnyOf) > 0 {
-		for _, s := range p.AnyOf {
-			if t.HasScope(s) {
-				return "", kindOK, audOK
-			}
-		}
-		return strings.Join(p.AnyOf, " "), kindOK, audOK
-	}
-	return "", kindOK, audOK
-}
-
-// forwardPath applies StripPrefix/AddPrefix to the path the client sent.
-func (rt *route) forwardPath(u *url.URL) {
 	if rt.StripPrefix == "" && rt.AddPrefix == "" {
-		return
+		if !respelled {
+			return p.Escaped
+		}
+		return canon.EscapeMatch(m)
 	}
-	p := u.Path
 	if rt.StripPrefix != "" {
-		rest, ok := strings.CutPrefix(p, rt.StripPrefix)
-		if !ok {
-			rest, ok = strings.CutPrefix(cleanPath(p), rt.StripPrefix)
-		}
-		if ok {
-			p = rest
+		if n, ok := canon.FoldPrefix(m, rt.foldedStrip); ok && segmentEnd(m, n, rt.StripPrefix) {
+			m = m[n:]
 		}
 	}
-	p = strings.TrimSuffix(rt.AddPrefix, "/") + "/" + strings.TrimPrefix(p, "/")
-	u.Path, u.RawPath = p, ""
+	m = strings.TrimSuffix(rt.AddPrefix, "/") + "/" + strings.TrimPrefix(m, "/")
+	return canon.EscapeMatch(m)
 }

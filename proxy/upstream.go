@@ -119,11 +119,14 @@ func idempotent(method string) bool {
 }
 
 // NewTransport is an http.Transport tuned for a proxy: many idle
-// connections per upstream instead of Go's default of 2.
-func NewTransport() *http.Transport {
+// connections per upstream instead of Go's default of 2, and at most
+// maxConnsPerHost connections to one upstream (0: no cap), so that slow or
+// hostile clients cannot open an unbounded number of upstream connections.
+func NewTransport(maxConnsPerHost int) *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConns = 1024
 	t.MaxIdleConnsPerHost = 256
+	t.MaxConnsPerHost = maxConnsPerHost
 	t.IdleConnTimeout = 90 * time.Second
 	t.ResponseHeaderTimeout = 60 * time.Second
 	return t
@@ -133,10 +136,13 @@ func NewTransport() *http.Transport {
 // transport; routes without their own settings share it (and its pool).
 func routeTransport(base http.RoundTripper, rc RouteConfig) http.RoundTripper {
 	bt, ok := base.(*http.Transport)
-	if !ok || (rc.DialTimeout == 0 && rc.ResponseHeaderTimeout == 0 && !rc.H2C) {
+	if !ok || (rc.DialTimeout == 0 && rc.ResponseHeaderTimeout == 0 && !rc.H2C && rc.MaxUpstreamConns == 0) {
 		return retryTransport{next: base}
 	}
 	t := bt.Clone()
+	if rc.MaxUpstreamConns > 0 {
+		t.MaxConnsPerHost = rc.MaxUpstreamConns
+	}
 	if rc.DialTimeout > 0 {
 		d := &net.Dialer{Timeout: rc.DialTimeout, KeepAlive: 30 * time.Second}
 		t.DialContext = d.DialContext

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/MicahParks/keyfunc/v3"
@@ -102,7 +101,9 @@ func NewVerifier(ctx context.Context, o VerifierOptions) (*Verifier, error) {
 		maxBytes: o.MaxTokenBytes,
 		cacheFor: o.CacheFor,
 		now:      o.Now,
-		peek:     jwt.NewParser(),
+		// Strict base64url: a token has one spelling, so a signature with
+		// altered padding bits neither verifies nor fills the cache again.
+		peek: jwt.NewParser(jwt.WithStrictDecoding()),
 	}
 	for _, ic := range o.Issuers {
 		ic := ic
@@ -139,6 +140,7 @@ func NewVerifier(ctx context.Context, o VerifierOptions) (*Verifier, error) {
 				jwt.WithExpirationRequired(),
 				jwt.WithLeeway(ic.Leeway),
 				jwt.WithTimeFunc(o.Now),
+				jwt.WithStrictDecoding(),
 			),
 		}
 	}
@@ -284,27 +286,4 @@ func reasonFor(err error) Reason {
 	default:
 		return ReasonBadClaims
 	}
-}
-
-// bearerToken extracts the token from the Authorization header. Only the
-// Bearer scheme (case-insensitive) is read; tokens in query strings or
-// bodies are not accepted (RFC 6750 §2.3 discourages them: they end up in
-// logs).
-func bearerToken(h http.Header) (token string, present bool, err error) {
-	vals := h.Values("Authorization")
-	if len(vals) == 0 {
-		return "", false, nil
-	}
-	if len(vals) > 1 {
-		return "", true, errors.New("more than one Authorization header")
-	}
-	scheme, tok, _ := strings.Cut(strings.TrimSpace(vals[0]), " ")
-	if !strings.EqualFold(scheme, "Bearer") {
-		return "", false, nil
-	}
-	tok = strings.TrimSpace(tok)
-	if tok == "" {
-		return "", true, errors.New("empty bearer token")
-	}
-	return tok, true, nil
 }

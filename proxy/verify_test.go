@@ -103,7 +103,7 @@ func TestHostileTokensAreRefused(t *testing.T) {
 		{"stripped signature", parts[0] + "." + parts[1] + ".", "signature"},
 		{"two segments", parts[0] + "." + parts[1], "malformed"},
 		{"four segments", good + ".x", "malformed"},
-		{"not base64", "!!!.???.***", "malformed"},
+		{"not base64", "e30.e30.~~~", "malformed"},
 		{"64 KiB token", strings.Repeat("a", 64<<10), "too large"},
 	}
 	for _, tc := range cases {

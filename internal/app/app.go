@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/net/netutil"
 
 	"github.com/metagate/gateway/internal/config"
 	"github.com/metagate/gateway/internal/demo"
@@ -98,7 +99,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (a *App, err error)
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
 	a = &App{
-		log: o.Logger, lookupEnv: o.LookupEnv, metrics: metrics.New(), transport: proxy.NewTransport(),
+		log: o.Logger, lookupEnv: o.LookupEnv, metrics: metrics.New(), transport: proxy.NewTransport(cfg.Server.UpstreamMaxConnections),
 		bg: bg, stopBG: stopBG, hardStop: hard, cancelHard: cancelHard,
 		errs: make(chan error, 4), skipDrain: make(chan struct{}), newIssuerWait: newIssuerWait,
 	}
@@ -138,12 +139,17 @@ func New(ctx context.Context, cfg *config.Config, o Options) (a *App, err error)
 	if err := a.listen(cfg, "gateway", cfg.Server.Listen, http.HandlerFunc(a.serveGateway), false); err != nil {
 		return nil, err
 	}
+	gwServer := a.servers[len(a.servers)-1]
+	// Past max_connections new connections wait in the accept queue, so
+	// a flood of idle or trickling sockets cannot exhaust file
+	// descriptors or the upstreams.
+	gwServer.ln = netutil.LimitListener(gwServer.ln, cfg.Server.MaxConnections)
 	if t := cfg.Server.TLS; t.CertFile != "" {
 		cr, err := proxy.NewCertReloader(t.CertFile, t.KeyFile, time.Second, a.log.Named("tls"))
 		if err != nil {
 			return nil, fmt.Errorf("server.tls: %w", err)
 		}
-		s := a.servers[len(a.servers)-1]
+		s := gwServer
 		s.srv.TLSConfig = &tls.Config{GetCertificate: cr.GetCertificate, MinVersion: tls.VersionTLS12}
 		s.tls = true
 	}

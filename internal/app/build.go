@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"net/url"
 	"reflect"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -198,8 +199,30 @@ func (a *App) buildResolver(cfg *config.Config) (p *resolverPart, err error) {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
 	p.closers = append(p.closers, tc.Close)
-	p.resolver = enrich.NewResolver(src, tc)
+	p.resolver = enrich.NewResolver(src, tc, a.metadataIssuers(cfg))
 	return p, nil
+}
+
+// metadataIssuers are the issuers whose callers the metadata source
+// serves: metadata.issuers, or by default the first configured issuer
+// (the dev issuer, as it runs, when there is no other).
+func (a *App) metadataIssuers(cfg *config.Config) []string {
+	if len(cfg.Metadata.Issuers) > 0 {
+		out := append([]string(nil), cfg.Metadata.Issuers...)
+		for i, is := range out {
+			if a.devIssuer != nil && is == cfg.DevIssuer.Issuer {
+				out[i] = a.devIssuer.Issuer // the address it really listens on
+			}
+		}
+		return out
+	}
+	if len(cfg.Issuers) > 0 {
+		return []string{cfg.Issuers[0].Issuer}
+	}
+	if a.devIssuer != nil {
+		return []string{a.devIssuer.Issuer}
+	}
+	return nil
 }
 
 func (a *App) buildGateway(cfg *config.Config, g *generation) (*proxy.Gateway, error) {
@@ -225,11 +248,13 @@ func (a *App) buildGateway(cfg *config.Config, g *generation) (*proxy.Gateway, e
 		Verifier: g.verifier.v,
 		Resolver: resolver,
 		Headers: proxy.HeaderConfig{
-			Namespace: append([]string(nil), h.Namespace...), ClientID: h.ClientID, ClientName: h.ClientName,
+			Namespace: append([]string(nil), h.Namespace...), StripUntrusted: append([]string(nil), h.StripUntrusted...),
+			ClientID: h.ClientID, Issuer: h.Issuer, ClientName: h.ClientName,
 			Kind: h.Kind, Scopes: h.Scopes, UserID: h.UserID, MetadataPrefix: h.MetadataPrefix,
 			MetadataJSON: h.MetadataJSON, UserMetadataJSON: h.UserMetadataJSON, MaxValueBytes: h.MaxValueBytes, MaxJSONBytes: h.MaxJSONBytes,
 		},
 		Realm:          cfg.Server.Realm,
+		ReadTimeout:    cfg.Server.ReadTimeout.D(),
 		ForwardUnknown: cfg.Metadata.OnUnknown == "forward",
 		TrustedProxies: trusted,
 		// One transport for every generation: a reload keeps the pooled
@@ -246,8 +271,9 @@ func routeConfig(i int, r config.Route) (proxy.RouteConfig, error) {
 		Name: r.Name, Hosts: r.Match.Hosts, PathPrefix: r.Match.PathPrefix, Path: r.Match.Path, Methods: r.Match.Methods,
 		StripPrefix: r.StripPrefix, AddPrefix: r.AddPrefix, MaxBodyBytes: r.MaxBodyBytes,
 		DialTimeout: r.Timeouts.Dial.D(), ResponseHeaderTimeout: r.Timeouts.ResponseHeader.D(), H2C: r.H2C,
-		UnhealthyFor: r.UnhealthyFor.D(),
-		Policy:       proxy.Policy{AllOf: r.Scopes.AllOf, AnyOf: r.Scopes.AnyOf, Audiences: r.Audiences},
+		UnhealthyFor: r.UnhealthyFor.D(), MaxUpstreamConns: r.MaxUpstreamConnections,
+		AllowEncodedSlash: slices.Contains(r.Relax, "encoded_slash"),
+		Policy:            proxy.Policy{AllOf: r.Scopes.AllOf, AnyOf: r.Scopes.AnyOf, Audiences: r.Audiences},
 	}
 	if rc.Name == "" {
 		rc.Name = fmt.Sprintf("route-%d", i)

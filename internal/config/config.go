@@ -33,7 +33,17 @@ type Server struct {
 	MaxTokenBytes     int      `yaml:"max_token_bytes"`
 	MaxHeaderBytes    int      `yaml:"max_header_bytes"`
 	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
-	IdleTimeout       Duration `yaml:"idle_timeout"`
+	// ReadTimeout is the longest a client may stay silent while sending a
+	// request body (between two reads, not for the whole body): a stalled
+	// client gets 408 and frees its upstream connection.
+	ReadTimeout Duration `yaml:"read_timeout"`
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// MaxConnections caps concurrent client connections on the public
+	// listener; beyond it new connections wait in the accept queue.
+	MaxConnections int `yaml:"max_connections"`
+	// UpstreamMaxConnections caps connections to each upstream host;
+	// requests beyond it wait for a free connection.
+	UpstreamMaxConnections int `yaml:"upstream_max_connections"`
 	// DrainDelay is how long the gateway keeps serving after SIGTERM with
 	// /readyz already failing, so load balancers stop sending new
 	// connections before the listener closes.
@@ -103,6 +113,11 @@ type DevIssuer struct {
 	KeyFile  string      `yaml:"key_file"`
 	TokenTTL Duration    `yaml:"token_ttl"`
 	Clients  []DevClient `yaml:"clients"`
+	// AllowWithIssuers lets the dev issuer run beside real issuers. Off by
+	// default: its key sits on disk and it mints tokens for anyone who
+	// can reach its listener, which must never happen by accident in
+	// production.
+	AllowWithIssuers bool `yaml:"allow_with_issuers"`
 }
 
 // DevClient may obtain tokens from the dev issuer's POST /oauth/token.
@@ -115,10 +130,14 @@ type DevClient struct {
 
 // Metadata selects where caller metadata comes from.
 type Metadata struct {
-	Source    string      `yaml:"source"`     // local | auth0 | none
-	OnUnknown string      `yaml:"on_unknown"` // reject | forward
-	Local     LocalSource `yaml:"local"`
-	Auth0     Auth0Source `yaml:"auth0"`
+	Source    string `yaml:"source"`     // local | auth0 | none
+	OnUnknown string `yaml:"on_unknown"` // reject | forward
+	// Issuers are the token issuers whose callers the source knows;
+	// callers of other issuers are forwarded without metadata. Default:
+	// the first entry of issuers (the dev issuer when it is the only one).
+	Issuers []string    `yaml:"issuers"`
+	Local   LocalSource `yaml:"local"`
+	Auth0   Auth0Source `yaml:"auth0"`
 }
 
 // LocalSource declares callers inline, for development and for callers that
@@ -173,8 +192,12 @@ type Redis struct {
 
 // Headers names the trusted headers and bounds their size.
 type Headers struct {
-	Namespace      []string `yaml:"namespace"`
+	Namespace []string `yaml:"namespace"`
+	// StripUntrusted are removed from requests of clients that are not
+	// trusted proxies (URL, method-override and client-address headers).
+	StripUntrusted []string `yaml:"strip_untrusted"`
 	ClientID       string   `yaml:"client_id"`
+	Issuer         string   `yaml:"issuer"`
 	ClientName     string   `yaml:"client_name"`
 	Kind           string   `yaml:"kind"`
 	Scopes         string   `yaml:"scopes"`
@@ -206,6 +229,12 @@ type Route struct {
 	Timeouts        Timeouts  `yaml:"timeouts"`
 	H2C             bool      `yaml:"h2c"`
 	UnhealthyFor    Duration  `yaml:"unhealthy_for"`
+	// Relax lists the path strictness rules this route waives; the only
+	// one is encoded_slash ("%2F" inside a segment, forwarded encoded).
+	Relax []string `yaml:"relax"`
+	// MaxUpstreamConnections overrides server.upstream_max_connections
+	// for this route's upstreams.
+	MaxUpstreamConnections int `yaml:"max_upstream_connections"`
 }
 
 // Match selects requests for a route.
@@ -239,15 +268,18 @@ type DemoUpstream struct {
 func Default() Config {
 	return Config{
 		Server: Server{
-			Listen:            "127.0.0.1:8080",
-			AdminListen:       "127.0.0.1:9090",
-			Realm:             "gateway",
-			MaxTokenBytes:     16 << 10,
-			MaxHeaderBytes:    64 << 10,
-			ReadHeaderTimeout: Duration(10 * time.Second),
-			IdleTimeout:       Duration(120 * time.Second),
-			DrainDelay:        Duration(5 * time.Second),
-			ShutdownTimeout:   Duration(30 * time.Second),
+			Listen:                 "127.0.0.1:8080",
+			AdminListen:            "127.0.0.1:9090",
+			Realm:                  "gateway",
+			MaxTokenBytes:          16 << 10,
+			MaxHeaderBytes:         64 << 10,
+			ReadHeaderTimeout:      Duration(10 * time.Second),
+			ReadTimeout:            Duration(30 * time.Second),
+			IdleTimeout:            Duration(120 * time.Second),
+			MaxConnections:         10_000,
+			UpstreamMaxConnections: 512,
+			DrainDelay:             Duration(5 * time.Second),
+			ShutdownTimeout:        Duration(30 * time.Second),
 		},
 		Log: Log{Format: "json", Level: "info"},
 		DevIssuer: DevIssuer{
@@ -276,7 +308,9 @@ func Default() Config {
 		},
 		Headers: Headers{
 			Namespace:        []string{"X-Client-", "X-User-"},
+			StripUntrusted:   DefaultStripUntrusted(),
 			ClientID:         "X-Client-Id",
+			Issuer:           "X-Client-Issuer",
 			ClientName:       "X-Client-Name",
 			Kind:             "X-Client-Kind",
 			Scopes:           "X-Client-Scopes",
@@ -289,6 +323,23 @@ func Default() Config {
 		},
 		DemoUpstream: DemoUpstream{Listen: "127.0.0.1:8082"},
 		Tracing:      Tracing{ServiceName: "gateway", SampleRatio: 1, Timeout: Duration(10 * time.Second)},
+	}
+}
+
+// DefaultStripUntrusted is the default headers.strip_untrusted: headers
+// that upstream frameworks believe about the request's URL, method or
+// client, which only a trusted proxy may set. X-Forwarded-For, -Host and
+// -Proto are not here: the gateway always rewrites them.
+func DefaultStripUntrusted() []string {
+	return []string{
+		// URL overrides (IIS, Symfony, Zend, some Spring setups)
+		"X-Original-URL", "X-Rewrite-URL", "X-Original-URI", "X-Override-URL",
+		// method overrides (Express method-override, ASP.NET, Rails)
+		"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override",
+		// client address and scheme
+		"Forwarded", "X-Real-IP", "True-Client-IP", "CF-Connecting-IP", "Fastly-Client-IP",
+		"X-Cluster-Client-IP", "X-Forwarded-Server", "X-Forwarded-Port", "X-Forwarded-Prefix",
+		"X-Forwarded-Scheme", "X-Forwarded-Ssl", "X-Url-Scheme", "Front-End-Https", "X-Host",
 	}
 }
 

@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/metagate/gateway/internal/headername"
+	"github.com/metagate/gateway/proxy/canon"
 )
 
 // maxLeeway bounds clock-skew tolerance: more than this would keep expired
@@ -90,6 +93,15 @@ func (cfg *Config) validate() Errors {
 	}
 	if s.MaxHeaderBytes < 4096 {
 		c.add("server.max_header_bytes", "must be at least 4096, got %d", s.MaxHeaderBytes)
+	}
+	if s.ReadTimeout.D() < 100*time.Millisecond {
+		c.add("server.read_timeout", "must be at least 100ms, got %s", s.ReadTimeout.D())
+	}
+	if s.MaxConnections < 1 {
+		c.add("server.max_connections", "must be at least 1, got %d", s.MaxConnections)
+	}
+	if s.UpstreamMaxConnections < 1 {
+		c.add("server.upstream_max_connections", "must be at least 1, got %d", s.UpstreamMaxConnections)
 	}
 	if s.Realm == "" || strings.ContainsAny(s.Realm, "\"\\\r\n") {
 		c.add("server.realm", "must be non-empty and contain no quotes, backslashes or line breaks")
@@ -180,9 +192,18 @@ func (cfg *Config) checkRoute(c *checker, i int) {
 		c.add(p+".match", "set path_prefix or path, not both")
 	}
 	for key, v := range map[string]string{".match.path_prefix": m.PathPrefix, ".match.path": m.Path, ".strip_prefix": r.StripPrefix, ".add_prefix": r.AddPrefix} {
-		if v != "" && !strings.HasPrefix(v, "/") {
-			c.add(p+key, "must start with /, got %q", v)
+		if v == "" {
+			continue
 		}
+		if err := canon.CheckPattern(v); err != nil {
+			c.add(p+key, "%v", err)
+		}
+	}
+	for j, x := range r.Relax {
+		c.oneOf(fmt.Sprintf("%s.relax[%d]", p, j), x, "encoded_slash")
+	}
+	if r.MaxUpstreamConnections < 0 {
+		c.add(p+".max_upstream_connections", "must not be negative")
 	}
 	for j, h := range m.Hosts {
 		bare := strings.TrimPrefix(h, "*.")
@@ -193,6 +214,9 @@ func (cfg *Config) checkRoute(c *checker, i int) {
 	for j, meth := range m.Methods {
 		if !httpguts.ValidHeaderFieldName(meth) || strings.ToUpper(meth) != meth {
 			c.add(fmt.Sprintf("%s.match.methods[%d]", p, j), "%q is not an upper-case HTTP method", meth)
+		}
+		if meth == "CONNECT" || meth == "TRACE" {
+			c.add(fmt.Sprintf("%s.match.methods[%d]", p, j), "%s is never forwarded (the gateway answers it 405)", meth)
 		}
 	}
 	if len(r.Upstreams) == 0 {
@@ -221,6 +245,8 @@ func (cfg *Config) checkRoute(c *checker, i int) {
 func (cfg *Config) checkIssuer(c *checker, p string, is Issuer) {
 	if is.Issuer == "" {
 		c.add(p+".issuer", "is required")
+	} else if strings.ContainsFunc(is.Issuer, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		c.add(p+".issuer", "%q contains whitespace or control characters", is.Issuer)
 	} else {
 		c.httpURL(p+".issuer", is.Issuer)
 	}
@@ -289,12 +315,27 @@ func (cfg *Config) checkDevIssuer(c *checker) {
 			c.add("dev_issuer.issuer", "%q is also listed under issuers", d.Issuer)
 		}
 	}
+	if len(cfg.Issuers) > 0 && !d.AllowWithIssuers {
+		c.add("dev_issuer.enabled", "the dev issuer mints tokens for anyone who can reach it: it cannot run beside real issuers unless dev_issuer.allow_with_issuers is true")
+	}
 }
 
 func (cfg *Config) checkMetadata(c *checker) {
 	m := cfg.Metadata
 	c.oneOf("metadata.source", m.Source, "local", "auth0", "none")
 	c.oneOf("metadata.on_unknown", m.OnUnknown, "reject", "forward")
+	known := map[string]bool{}
+	for _, is := range cfg.Issuers {
+		known[is.Issuer] = true
+	}
+	if cfg.DevIssuer.Enabled {
+		known[cfg.DevIssuer.Issuer] = true
+	}
+	for i, is := range m.Issuers {
+		if !known[is] {
+			c.add(fmt.Sprintf("metadata.issuers[%d]", i), "%q is not a configured issuer (issuers[].issuer or dev_issuer.issuer)", is)
+		}
+	}
 	if m.Source != "auth0" {
 		return
 	}
@@ -369,7 +410,7 @@ func (cfg *Config) checkHeaders(c *checker) {
 		c.headerName(fmt.Sprintf("headers.namespace[%d]", i), ns)
 	}
 	named := map[string]string{
-		"headers.client_id": h.ClientID, "headers.client_name": h.ClientName, "headers.kind": h.Kind,
+		"headers.client_id": h.ClientID, "headers.issuer": h.Issuer, "headers.client_name": h.ClientName, "headers.kind": h.Kind,
 		"headers.scopes": h.Scopes, "headers.user_id": h.UserID, "headers.metadata_prefix": h.MetadataPrefix,
 		"headers.metadata_json": h.MetadataJSON, "headers.user_metadata_json": h.UserMetadataJSON,
 	}
@@ -381,6 +422,12 @@ func (cfg *Config) checkHeaders(c *checker) {
 		if !InNamespace(h.Namespace, name) {
 			c.add(path, "%q is outside headers.namespace %v: clients could send it themselves", name, h.Namespace)
 		}
+		if path != "headers.metadata_prefix" && h.MetadataPrefix != "" && headername.HasPrefix(name, h.MetadataPrefix) {
+			c.add("headers.metadata_prefix", "%q covers %s %q: a metadata key could overwrite that identity header", h.MetadataPrefix, path, name)
+		}
+	}
+	for i, name := range h.StripUntrusted {
+		c.headerName(fmt.Sprintf("headers.strip_untrusted[%d]", i), name)
 	}
 	if h.MaxValueBytes < 16 {
 		c.add("headers.max_value_bytes", "must be at least 16, got %d", h.MaxValueBytes)
@@ -391,19 +438,14 @@ func (cfg *Config) checkHeaders(c *checker) {
 }
 
 // InNamespace reports whether a header name falls under one of the trusted
-// prefixes, compared case-insensitively and with '_' read as '-' (some
-// servers treat X_Client_Id as X-Client-Id).
+// prefixes, under the rule the proxy strips them by (headername).
 func InNamespace(namespace []string, name string) bool {
 	for _, ns := range namespace {
-		if len(name) >= len(ns) && foldHeader(name[:len(ns)]) == foldHeader(ns) {
+		if headername.HasPrefix(name, ns) {
 			return true
 		}
 	}
 	return false
-}
-
-func foldHeader(s string) string {
-	return strings.ToLower(strings.ReplaceAll(s, "_", "-"))
 }
 
 func (cfg *Config) loadSecrets() error {

@@ -23,6 +23,7 @@ type Metrics struct {
 	duration       *prometheus.HistogramVec
 	authFailures   *prometheus.CounterVec
 	upstreamErrors *prometheus.CounterVec
+	clientErrors   *prometheus.CounterVec
 	cacheLookups   *prometheus.CounterVec
 	redisErrors    *prometheus.CounterVec
 	auth0Calls     *prometheus.CounterVec
@@ -50,6 +51,9 @@ func New() *Metrics {
 	m.upstreamErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gateway_upstream_errors_total", Help: "Upstream requests that failed (connection refused, timeout, reset), by route.",
 	}, []string{"route"})
+	m.clientErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gateway_client_errors_total", Help: "Requests refused because of what the client sent, by reason (invalid_path, method_not_allowed, upgrade_not_allowed, invalid_body, request_timeout, request_too_large); never counted as upstream errors.",
+	}, []string{"reason"})
 	m.cacheLookups = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gateway_metadata_cache_lookups_total", Help: "Metadata cache lookups by result: l1_hit, l2_hit, miss, stale, negative.",
 	}, []string{"result"})
@@ -79,7 +83,7 @@ func New() *Metrics {
 	// sees the first failure.
 	m.reloads.WithLabelValues("success")
 	m.reloads.WithLabelValues("failure")
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.authFailures, m.upstreamErrors, m.cacheLookups,
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.authFailures, m.upstreamErrors, m.clientErrors, m.cacheLookups,
 		m.redisErrors, m.auth0Calls, m.auth0Latency, m.auth0Waits, m.jwksFailures, m.jwksFetches, m.reloads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
@@ -110,6 +114,9 @@ func (m *Metrics) AuthFailure(reason string) { m.authFailures.WithLabelValues(re
 
 // UpstreamError records a failed upstream request.
 func (m *Metrics) UpstreamError(route string) { m.upstreamErrors.WithLabelValues(route).Inc() }
+
+// ClientError records a request refused for what the client sent.
+func (m *Metrics) ClientError(reason string) { m.clientErrors.WithLabelValues(reason).Inc() }
 
 // CacheLookup records a metadata cache result.
 func (m *Metrics) CacheLookup(result string) { m.cacheLookups.WithLabelValues(result).Inc() }
