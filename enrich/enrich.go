@@ -63,8 +63,9 @@ type Record struct {
 // cached as a negative entry; any other error is not.
 var ErrUnknownCaller = errors.New("unknown caller")
 
-// ErrNoSource is returned by a Resolver for a caller whose issuer has no
-// metadata source: the caller is verified, but nothing is known about it.
+// ErrNoSource is returned by a Resolver, together with ErrUnknownCaller,
+// for a caller whose issuer has no metadata source: the caller is
+// verified, but nothing is known about it.
 var ErrNoSource = errors.New("no metadata source for this issuer")
 
 // Source looks a caller up at its origin. Implementations return

@@ -13,7 +13,8 @@ import (
 // source when it must. Concurrent misses for one caller make one source call.
 // A source belongs to the issuers it serves (an Auth0 Management API knows
 // its own tenant's clients and users only); callers of other issuers get
-// ErrNoSource, never another tenant's metadata.
+// ErrNoSource (which is also ErrUnknownCaller, so metadata.on_unknown
+// decides what happens to them), never another tenant's metadata.
 type Resolver struct {
 	src     Source
 	cache   *cache.Tiered[*Metadata]
@@ -36,7 +37,7 @@ func NewResolver(src Source, c *cache.Tiered[*Metadata], issuers []string) *Reso
 // source could not answer and nothing usable was cached.
 func (r *Resolver) Resolve(ctx context.Context, c Caller) (*Metadata, error) {
 	if !r.issuers[c.Issuer] {
-		return nil, fmt.Errorf("%s %q of %s: %w", c.Kind, c.ID, c.Issuer, ErrNoSource)
+		return nil, fmt.Errorf("%s %q of %s: %w: %w", c.Kind, c.ID, c.Issuer, ErrNoSource, ErrUnknownCaller)
 	}
 	md, _, err := r.cache.Get(ctx, c.Key(), func(ctx context.Context, _ string) (*Metadata, error) {
 		rec, err := r.src.Lookup(ctx, c)

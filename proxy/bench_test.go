@@ -40,6 +40,7 @@ func benchSetup(b *testing.B) (bare, gw http.Handler, token string) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(v.Close)
 	tc, err := cache.New[*enrich.Metadata](cache.Options{TTL: time.Hour, MaxEntries: 1000}, enrich.Codec{})
 	if err != nil {
 		b.Fatal(err)

@@ -262,8 +262,9 @@ func (g *Gateway) authenticate(ctx context.Context, st *state) *refusal {
 	return g.authorize(st.route, t)
 }
 
-// resolve finds the verified caller's metadata. A caller whose issuer has
-// no metadata source is forwarded with its identity only.
+// resolve finds the verified caller's metadata. A caller unknown to the
+// source, or whose issuer has no source, is refused or forwarded without
+// metadata, as metadata.on_unknown says.
 func (g *Gateway) resolve(ctx context.Context, st *state) *refusal {
 	if st.token == nil || g.resolver == nil {
 		return nil
@@ -272,7 +273,6 @@ func (g *Gateway) resolve(ctx context.Context, st *state) *refusal {
 	switch {
 	case err == nil:
 		st.md = md
-	case errors.Is(err, enrich.ErrNoSource):
 	case errors.Is(err, enrich.ErrUnknownCaller):
 		if !g.forwardUnknown {
 			return &refusal{status: http.StatusForbidden, code: "unknown_caller", desc: "The caller is not known to the gateway"}

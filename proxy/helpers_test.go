@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net/netip"
 	"os"
@@ -66,7 +67,7 @@ type localResolver struct {
 
 func (l localResolver) Resolve(ctx context.Context, c enrich.Caller) (*enrich.Metadata, error) {
 	if l.issuer != "" && c.Issuer != l.issuer {
-		return nil, enrich.ErrNoSource
+		return nil, fmt.Errorf("%w: %w", enrich.ErrNoSource, enrich.ErrUnknownCaller)
 	}
 	r, err := l.src.Lookup(ctx, c)
 	if err != nil {
@@ -90,7 +91,7 @@ func testResolver() localResolver {
 func defaultHeaders() HeaderConfig {
 	return HeaderConfig{
 		Namespace: []string{"X-Client-", "X-User-"},
-		ClientID:  "X-Client-Id", ClientName: "X-Client-Name", Kind: "X-Client-Kind", Scopes: "X-Client-Scopes",
+		ClientID:  "X-Client-Id", Issuer: "X-Client-Issuer", ClientName: "X-Client-Name", Kind: "X-Client-Kind", Scopes: "X-Client-Scopes",
 		UserID: "X-User-Id", MetadataPrefix: "X-Client-Metadata-", MetadataJSON: "X-Client-Metadata",
 		UserMetadataJSON: "X-User-Metadata",
 		MaxValueBytes:    1024, MaxJSONBytes: 4096,
@@ -138,6 +139,7 @@ func newFixture(t *testing.T, o fixtureOpts) *fixture {
 	if err != nil {
 		t.Fatalf("NewVerifier: %v", err)
 	}
+	t.Cleanup(v.Close)
 	f.verifier = v
 	upURL, _ := url.Parse(f.up.URL)
 	routes := []RouteConfig{{Name: "api", PathPrefix: "/", Upstreams: []*url.URL{upURL}}}

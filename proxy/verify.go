@@ -54,6 +54,7 @@ type Verifier struct {
 	cache    *otter.Cache[string, *Token]
 	now      func() time.Time
 	peek     *jwt.Parser
+	stop     context.CancelFunc
 }
 
 type issuer struct {
@@ -69,7 +70,7 @@ type issuer struct {
 const jwksTimeout = 5 * time.Second
 
 // NewVerifier starts one JWKS client per issuer. Their refresh goroutines
-// live until ctx is cancelled. A JWKS that cannot be fetched at start is
+// live until ctx is cancelled or Close is called. A JWKS that cannot be fetched at start is
 // not fatal (the gateway reports not ready until it is: see Ready).
 func NewVerifier(ctx context.Context, o VerifierOptions) (*Verifier, error) {
 	if o.Logger == nil {
@@ -96,7 +97,9 @@ func NewVerifier(ctx context.Context, o VerifierOptions) (*Verifier, error) {
 		c.Transport = jwksCounter{next: c.Transport, issuerOf: byURL, fetched: o.OnJWKSFetch}
 		o.HTTPClient = &c
 	}
+	ctx, stop := context.WithCancel(ctx)
 	v := &Verifier{
+		stop:     stop,
 		issuers:  make(map[string]*issuer, len(o.Issuers)),
 		maxBytes: o.MaxTokenBytes,
 		cacheFor: o.CacheFor,
@@ -123,6 +126,7 @@ func NewVerifier(ctx context.Context, o VerifierOptions) (*Verifier, error) {
 			},
 		})
 		if err != nil {
+			stop()
 			return nil, fmt.Errorf("JWKS for issuer %s: %w", ic.Issuer, err)
 		}
 		allowed := make(map[string]bool, len(ic.Algorithms))
@@ -151,10 +155,18 @@ func NewVerifier(ctx context.Context, o VerifierOptions) (*Verifier, error) {
 		}),
 	})
 	if err != nil {
+		stop()
 		return nil, fmt.Errorf("verified-token cache: %w", err)
 	}
 	v.cache = c
 	return v, nil
+}
+
+// Close stops the JWKS refreshers and the verified-token cache's
+// maintenance goroutine. The Verifier must not be used afterwards.
+func (v *Verifier) Close() {
+	v.stop()
+	v.cache.StopAllGoroutines()
 }
 
 // jwksCounter reports each JWKS request by issuer before sending it.

@@ -36,6 +36,7 @@ type verifierPart struct {
 }
 
 func (p *verifierPart) close() error {
+	p.v.Close()
 	p.stop()
 	return nil
 }
