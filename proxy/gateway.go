@@ -293,11 +293,10 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	st := pr.In.Context().Value(stateKey{}).(*state)
 	rt := st.route
 	st.target = rt.upstream.pick(nil)
+	// RawPath always: Go's own escaping of Path would encode !'()* that
+	// the canonical form keeps literal.
 	esc := rt.forwardPath(st.path, st.matched)
-	pr.Out.URL.Path, pr.Out.URL.RawPath = canon.Unescape(esc), ""
-	if esc != pr.Out.URL.Path {
-		pr.Out.URL.RawPath = esc
-	}
+	pr.Out.URL.Path, pr.Out.URL.RawPath = canon.Unescape(esc), esc
 	pr.Out.Method = st.method
 	pr.SetURL(st.target.url)
 	trusted := g.isTrusted(pr.In.RemoteAddr)

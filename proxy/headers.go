@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"net/http"
+	"strings"
 	"sync"
 	"unicode/utf8"
 
@@ -57,12 +58,30 @@ func newHeaderWriter(cfg HeaderConfig) *headerWriter {
 //
 // From a client that is not a trusted proxy, the StripUntrusted headers
 // go as well.
+//
+// A header that only an underscore separates from one the gateway sets
+// (X_Forwarded_For) goes from everyone: CGI-style servers would read it as
+// the real one.
 func (hw *headerWriter) strip(h http.Header, trustedPeer bool) {
 	for k := range h {
-		if hw.namespaced(k) || !trustedPeer && hw.untrusted(k) {
+		if hw.namespaced(k) || !trustedPeer && hw.untrusted(k) || aliasOfForwarded(k) {
 			delete(h, k)
 		}
 	}
+}
+
+// aliasOfForwarded reports another spelling of an X-Forwarded-* header
+// the gateway sets (net/http canonicalises only names without '_').
+func aliasOfForwarded(name string) bool {
+	if strings.IndexByte(name, '_') < 0 {
+		return false
+	}
+	for _, f := range [...]string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+		if headername.Equal(name, f) {
+			return true
+		}
+	}
+	return false
 }
 
 func (hw *headerWriter) namespaced(name string) bool {

@@ -66,6 +66,9 @@ func (g *Gateway) interpret(r *http.Request, st *state) *refusal {
 		return clientRefusal(http.StatusBadRequest, "invalid_path", string(why))
 	}
 	st.path = p
+	if why := canon.CheckQuery(r.URL.RawQuery); why != "" {
+		return clientRefusal(http.StatusBadRequest, "invalid_query", string(why))
+	}
 	for _, rt := range g.routes {
 		if n, ok := rt.matches(st.method, r.Host, p.Match); ok {
 			st.route, st.matched = rt, n

@@ -48,6 +48,9 @@ const (
 	refuseTrailingDot  Refusal = "The request path contains a segment ending in a dot"
 	refuseWhitespace   Refusal = "The request path contains a segment starting or ending with whitespace"
 	refuseBadUTF8      Refusal = "The request path does not decode to UTF-8"
+
+	refuseQuerySemicolon Refusal = "The query string contains a semicolon"
+	refuseQueryEscape    Refusal = "The query string contains an invalid percent-encoding"
 )
 
 // Path is a request path after canonicalisation.
@@ -158,6 +161,25 @@ func decodePath(raw string) (Path, Refusal) {
 		return Path{}, r
 	}
 	return cp, ""
+}
+
+// CheckQuery refuses a query string that servers split or decode in
+// different ways: a ";" (a separator to some, part of a value to others;
+// Go's ReverseProxy would silently drop the parameter) or a "%" not
+// followed by two hex digits. The gateway decides nothing on the query,
+// but it forwards only what every upstream reads the same way.
+func CheckQuery(raw string) Refusal {
+	for i := 0; i < len(raw); i++ {
+		switch raw[i] {
+		case ';':
+			return refuseQuerySemicolon
+		case '%':
+			if i+2 >= len(raw) || !isHex(raw[i+1]) || !isHex(raw[i+2]) {
+				return refuseQueryEscape
+			}
+		}
+	}
+	return ""
 }
 
 // CheckPattern reports whether p can be a route path, path prefix or
