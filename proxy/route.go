@@ -72,8 +72,10 @@ type route struct {
 	methods map[string]bool
 	allow   map[string]bool
 	// pattern is Path or PathPrefix; foldedPattern is it case-folded for
-	// matching, foldedStrip likewise for StripPrefix.
-	pattern, foldedPattern, foldedStrip string
+	// matching, foldedStrip likewise for StripPrefix. foldedAlt is the
+	// pattern with its trailing slash toggled, for the exact matches
+	// frameworks treat as the same path ("" for "/").
+	pattern, foldedPattern, foldedAlt, foldedStrip string
 	upstream                            *balancer
 	proxy                               http.Handler
 }
@@ -84,6 +86,11 @@ func newRoute(rc RouteConfig) *route {
 		rt.pattern = rc.Path
 	}
 	rt.foldedPattern = canon.Fold(rt.pattern)
+	if alt, ok := strings.CutSuffix(rt.pattern, "/"); ok && alt != "" {
+		rt.foldedAlt = canon.Fold(alt)
+	} else if !ok {
+		rt.foldedAlt = canon.Fold(rt.pattern + "/")
+	}
 	rt.foldedStrip = canon.Fold(rc.StripPrefix)
 	for _, h := range rc.Hosts {
 		rt.hosts = append(rt.hosts, strings.ToLower(h))
@@ -113,6 +120,15 @@ func (rt *route) matches(method, host string, p string) (int, bool) {
 	}
 	if len(rt.hosts) > 0 && !matchHost(rt.hosts, host) {
 		return 0, false
+	}
+	// Spring (before 6) and Express (non-strict routing) read "/admin/"
+	// and "/admin" as one path, so the route's pattern takes both
+	// exactly: a prefix "/admin/" takes "/admin", a path "/admin" takes
+	// "/admin/". Either way the upstream is sent the pattern's spelling.
+	if rt.foldedAlt != "" && (rt.Path != "" || strings.HasSuffix(rt.pattern, "/")) {
+		if n, ok := canon.FoldPrefix(p, rt.foldedAlt); ok && n == len(p) {
+			return n, true
+		}
 	}
 	n, ok := canon.FoldPrefix(p, rt.foldedPattern)
 	if !ok {

@@ -104,6 +104,7 @@ func TestRoutingAndPolicies(t *testing.T) {
 		{"any_of scope present", "GET", "", "/admin/users", withScope("root"), 200, "admin", "/admin/users", ""},
 		{"exact path", "GET", "", "/health", "", 200, "public", "/health", ""},
 		{"exact path does not match below it", "GET", "", "/health/x", "", 404, "", "", ""},
+		{"exact path takes its trailing-slash spelling (Spring, Express)", "GET", "", "/Health/", "", 200, "public", "/health", ""},
 		{"no route", "GET", "", "/nowhere", tok, 404, "", "", ""},
 		{"clients-only route refuses a user", "GET", "", "/billing/x", user, 403, "", "", ""},
 		{"clients-only route takes a client", "GET", "", "/billing/x", tok, 200, "billing", "/billing/x", ""},
@@ -418,5 +419,54 @@ func TestH2CUpstream(t *testing.T) {
 	}
 	if got, _ := proto.Load().(string); got != "HTTP/2.0" {
 		t.Errorf("upstream saw %q, want HTTP/2.0 (h2c)", got)
+	}
+}
+
+// TestRewritesWorkOnTheCanonicalPath: strip_prefix and add_prefix apply to
+// the canonical path, so they can neither be climbed out of nor decode an
+// encoded slash that a relaxed route lets through.
+func TestRewritesWorkOnTheCanonicalPath(t *testing.T) {
+	pkgs, strict := newNamed(t, "pkgs"), newNamed(t, "strict")
+	base := pkgs.u()
+	base.Path = "/base"
+	f := newFixture(t, fixtureOpts{routes: func(*url.URL) []RouteConfig {
+		return []RouteConfig{
+			{Name: "pkgs", PathPrefix: "/pkgs", StripPrefix: "/pkgs", AddPrefix: "/v1", AllowEncodedSlash: true,
+				Upstreams: []*url.URL{base}, Auth: AuthPublic},
+			{Name: "strict", PathPrefix: "/", Upstreams: []*url.URL{strict.u()}, Auth: AuthPublic},
+		}
+	}})
+	addr := f.gw.Listener.Addr().String()
+	for _, tc := range []struct {
+		name, target string
+		status       int
+		up           *named
+		wantPath     string
+	}{
+		{"encoded slash kept encoded through the rewrite", "/pkgs/@scope%2fname", 200, pkgs, "/base/v1/@scope%2Fname"},
+		{"strip_prefix folds case like the match", "/PKGS/a", 200, pkgs, "/base/v1/a"},
+		{"dot segments cannot climb out of the base path", "/pkgs/../../x", 400, nil, ""},
+		{"dot segment hidden between encoded slashes", "/pkgs/a%2F..%2F..%2Fx", 400, nil, ""},
+		{"encoded slash refused on a strict route", "/other/a%2Fb", 400, nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := pkgs.count() + strict.count()
+			resp := rawRequest(t, addr, "GET", "", tc.target, "")
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.status)
+			}
+			if tc.up == nil {
+				if pkgs.count()+strict.count() != before {
+					t.Fatal("a refused request reached an upstream")
+				}
+				return
+			}
+			tc.up.mu.Lock()
+			got := tc.up.path
+			tc.up.mu.Unlock()
+			if got != tc.wantPath {
+				t.Errorf("upstream path %q, want %q", got, tc.wantPath)
+			}
+		})
 	}
 }
