@@ -61,6 +61,7 @@ type App struct {
 	stopBG        context.CancelFunc
 	live          atomic.Pointer[generation]
 	reloadMu      sync.Mutex
+	reloads       reloadGate // lets Shutdown cancel and wait for a reload
 	retired       retirements
 	newIssuerWait time.Duration
 

@@ -22,16 +22,20 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	a.serving.Store(true)
 	cfg := a.live.Load().cfg
+	stopWatch := func() {}
 	if every := cfg.Server.WatchConfig.D(); every > 0 {
-		watchCtx, stopWatch := context.WithCancel(ctx)
-		defer stopWatch()
-		go a.watch(watchCtx, cfg.File, every)
+		stopWatch = a.startWatch(ctx, cfg.File, every)
 	}
 	var err error
 	select {
 	case <-ctx.Done():
-		a.drain()
 	case err = <-a.errs:
+	}
+	// Stop the watcher, and wait for a reload it started (ctx cancels it),
+	// before anything drains or closes.
+	stopWatch()
+	if err == nil { // cancelled, not failed
+		a.drain()
 	}
 	cfg = a.live.Load().cfg // a reload may have changed the timings
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout.D())
@@ -68,8 +72,14 @@ func (a *App) SkipDrain() {
 // alike (http.Server.Shutdown does not see hijacked connections, so the
 // gateway counts its own requests). At the deadline every request context
 // is cancelled, which ends streams and tunnels, and the servers are closed.
+//
+// A config reload in progress is cancelled and waited for first, so the
+// generation it would swap in is either closed here or by the reload.
 func (a *App) Shutdown(ctx context.Context) error {
 	a.draining.Store(true)
+	if err := a.reloads.close(ctx); err != nil {
+		a.log.Warn("shutting down under a config reload; it closes what it built when it ends", zap.Error(err))
+	}
 	var (
 		mu   sync.Mutex
 		errs []error

@@ -2,16 +2,21 @@ package app
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"golang.org/x/net/websocket"
 
 	"github.com/metagate/gateway/internal/config"
@@ -254,5 +259,121 @@ func TestPprofSwitch(t *testing.T) {
 		if err := stop(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestShutdownCancelsReload: a reload waiting for a new issuer's JWKS,
+// whether the endpoint hangs (the reload is still building) or fails (it
+// is polling for the keys), does not hold Shutdown up for newIssuerWait;
+// it is abandoned, and neither it nor the parts it built outlive Shutdown.
+func TestShutdownCancelsReload(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		fault auth0emu.Fault
+	}{{"JWKS hangs", auth0emu.FaultHang}, {"JWKS fails", auth0emu.Fault500}} {
+		t.Run(tc.name, func(t *testing.T) {
+			emu, other, up := tenant(t), auth0emu.New(t), newRecorder(t)
+			other.SetFault(auth0emu.EndpointJWKS, tc.fault)
+			file := filepath.Join(t.TempDir(), "gateway.yaml")
+			orig := exampleText(t)
+			writeFile(t, file, orig)
+			before := goleak.IgnoreCurrent()
+			cfg, lookup := loadFile(t, file, exampleEnv(emu, "", up.URL))
+			a, stop := runApp(t, cfg, lookup)
+			defer stop()
+			a.newIssuerWait = time.Minute
+
+			writeFile(t, file, withIssuer(orig, other.Issuer()))
+			reloaded := make(chan error, 1)
+			go func() { reloaded <- a.Reload(context.Background()) }()
+			failures := `gateway_jwks_refresh_failures_total{issuer="` + other.Issuer() + `"}`
+			eventually(t, "the reload to wait for the new issuer's JWKS", 5*time.Second, func() bool {
+				if tc.fault == auth0emu.FaultHang {
+					return other.Calls(auth0emu.EndpointJWKS) > 0 // hanging in the first fetch
+				}
+				return scrape(t, a)[failures] > 0 // first fetch failed: polling
+			})
+
+			start := time.Now()
+			if err := stop(); err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if took := time.Since(start); took > 3*time.Second {
+				t.Errorf("Shutdown took %s under a reload waiting for a JWKS, want it cancelled at once", took)
+			}
+			select {
+			case err := <-reloaded:
+				if err == nil || !strings.Contains(err.Error(), "shutting down") {
+					t.Errorf("Reload returned %v, want it abandoned for the shutdown", err)
+				}
+			case <-time.After(2 * time.Second):
+				t.Fatal("Reload still running after Shutdown returned")
+			}
+			// The JWKS clients' idle connections are the only thing left.
+			http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+			if err := goleak.Find(before); err != nil {
+				t.Errorf("left running after Shutdown: %v", err)
+			}
+		})
+	}
+}
+
+// TestRunStopsWatcherFirst: when a server fails, Run stops the config
+// watcher, and waits for it, before it shuts down: a reload of the
+// watcher's must not run into the closing of the parts. An in-flight
+// request holds the shutdown open while the test looks.
+func TestRunStopsWatcherFirst(t *testing.T) {
+	emu := tenant(t)
+	arrived, release := make(chan struct{}, 1), make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		arrived <- struct{}{}
+		<-release
+	}))
+	defer up.Close()
+	defer close(release) // before up.Close: Close waits for the handler
+	file := filepath.Join(t.TempDir(), "gateway.yaml")
+	writeFile(t, file, strings.Replace(exampleText(t), "server:\n", "server:\n  watch_config: 100ms\n", 1))
+	cfg, lookup := loadFile(t, file, exampleEnv(emu, "", up.URL))
+	a, stop := runApp(t, cfg, lookup)
+	defer stop()
+	eventually(t, "the watcher running", 5*time.Second, func() bool { return watchers() == 1 })
+
+	served := make(chan int, 1)
+	go func() { served <- get(t, a, emu.ClientToken("svc-billing", apiAudience, time.Hour)) }()
+	<-arrived
+	for _, s := range a.servers {
+		if s.name == "gateway" {
+			_ = s.ln.Close() // the gateway's Serve fails: Run shuts down
+		}
+	}
+	eventually(t, "Shutdown to begin", 5*time.Second, a.draining.Load)
+	if n := watchers(); n != 0 {
+		t.Errorf("the config watcher still runs while Shutdown closes the gateway (%d goroutines)", n)
+	}
+	release <- struct{}{}
+	if code := <-served; code != 200 {
+		t.Errorf("in-flight request answered %d, want 200", code)
+	}
+	if err := stop(); err == nil || !strings.Contains(err.Error(), "gateway:") {
+		t.Errorf("Run returned %v, want the gateway server's failure", err)
+	}
+}
+
+// watchers counts the goroutines running App.watch.
+func watchers() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return strings.Count(string(buf[:n]), "internal/app.(*App).watch(")
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+}
+
+func writeFile(t *testing.T, file, content string) {
+	t.Helper()
+	if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,6 +55,14 @@ func (f *reloadFixture) write(t *testing.T, content string) {
 // the catch-all.
 func withReportsRoute(cfg, upstream string) string {
 	return strings.Replace(cfg, "\nroutes:\n", "\nroutes:\n  - name: reports\n    match:\n      path_prefix: /reports\n    upstreams: [\""+upstream+"\"]\n", 1)
+}
+
+// withIssuer adds iss, for apiAudience, second in the issuers list: the
+// first issuer still names the Management API tenant
+// (metadata.auth0.management_url defaults from it).
+func withIssuer(cfg, iss string) string {
+	const first = "    audiences: [\"${AUTH0_AUDIENCE}\"]\n"
+	return strings.Replace(cfg, first, first+"  - issuer: "+iss+"\n    audiences: [\""+apiAudience+"\"]\n", 1)
 }
 
 func (f *reloadFixture) get(t *testing.T, path string) int {
@@ -232,15 +241,8 @@ func TestReloadAddsIssuer(t *testing.T) {
 	if code := call(partner); code != 401 {
 		t.Fatalf("token of an unconfigured issuer: %d, want 401", code)
 	}
-	addIssuer := func(iss string) string {
-		// Second in the list: the first issuer still names the Management
-		// API tenant (metadata.auth0.management_url defaults from it).
-		const first = "    audiences: [\"${AUTH0_AUDIENCE}\"]\n"
-		return strings.Replace(f.orig, first, first+"  - issuer: "+iss+"\n    audiences: [\""+apiAudience+"\"]\n", 1)
-	}
-
 	other.SetFault(auth0emu.EndpointJWKS, auth0emu.Fault500)
-	f.write(t, addIssuer(other.Issuer()))
+	f.write(t, withIssuer(f.orig, other.Issuer()))
 	if err := f.a.Reload(context.Background()); err == nil || !strings.Contains(err.Error(), "issuers: JWKS not fetched") {
 		t.Fatalf("reload with an unreachable JWKS: %v, want it refused", err)
 	}
@@ -259,5 +261,52 @@ func TestReloadAddsIssuer(t *testing.T) {
 	}
 	if code := call(f.tok); code != 200 {
 		t.Errorf("token of the first issuer after the reload: %d", code)
+	}
+}
+
+// TestRetirementsRunEachCloserOnce: closeAll runs every pending closer
+// exactly once, also those whose timer has fired but whose callback still
+// waits for the lock closeAll holds, and returns only once they have all
+// run, the ones timers took included. A closer added after closeAll runs
+// at once.
+func TestRetirementsRunEachCloserOnce(t *testing.T) {
+	const rounds, closers = 200, 8
+	ran := make([][closers]atomic.Int32, rounds)
+	for i := range rounds {
+		var r retirements
+		for j := range closers {
+			// Mostly timers that fire at once; some that closeAll stops.
+			after := time.Duration(j/6) * time.Millisecond
+			r.add(after, func() { ran[i][j].Add(1) })
+		}
+		// While the lock is held, the due timers fire and their callbacks
+		// queue on it; closeAll, right after, usually gets it before them.
+		r.mu.Lock()
+		for range 3 {
+			runtime.Gosched()
+		}
+		r.mu.Unlock()
+		r.closeAll()
+		for j := range closers {
+			if n := ran[i][j].Load(); n != 1 {
+				t.Fatalf("round %d: closer %d had run %d times when closeAll returned, want 1", i, j, n)
+			}
+		}
+	}
+	// The callbacks that found their closer taken have long returned.
+	for i := range ran {
+		for j := range closers {
+			if n := ran[i][j].Load(); n != 1 {
+				t.Errorf("round %d: closer %d ran %d times, want 1", i, j, n)
+			}
+		}
+	}
+
+	var r retirements
+	r.closeAll()
+	late := false
+	r.add(time.Hour, func() { late = true })
+	if !late {
+		t.Error("a closer added after closeAll did not run at once")
 	}
 }
