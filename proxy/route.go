@@ -76,8 +76,8 @@ type route struct {
 	// pattern with its trailing slash toggled, for the exact matches
 	// frameworks treat as the same path ("" for "/").
 	pattern, foldedPattern, foldedAlt, foldedStrip string
-	upstream                            *balancer
-	proxy                               http.Handler
+	upstream                                       *balancer
+	proxy                                          http.Handler
 }
 
 func newRoute(rc RouteConfig) *route {
