@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -210,9 +211,29 @@ func serve(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The signal loop never blocks on a reload (one waiting for a new
+	// issuer's JWKS can take seconds), so a SIGTERM during it is read at
+	// once; Shutdown then cancels the reload. SIGHUPs that arrive while a
+	// reload runs fold into one more. Both goroutines end with serve.
 	done := make(chan struct{})
+	reloadReq := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	defer close(done)
+	wg.Add(2)
 	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			case <-reloadReq:
+				_ = a.Reload(ctx) // logged and counted by the app
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
 		for {
 			select {
 			case <-done:
@@ -220,7 +241,10 @@ func serve(args []string, stderr io.Writer) error {
 			case s := <-sigs:
 				switch {
 				case s == syscall.SIGHUP:
-					_ = a.Reload(ctx) // logged and counted by the app
+					select {
+					case reloadReq <- struct{}{}:
+					default: // one is already queued
+					}
 				case ctx.Err() == nil:
 					log.Info("stopping", zap.String("signal", s.String()))
 					cancel()
