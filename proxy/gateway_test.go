@@ -165,7 +165,7 @@ func TestRejectionsNeverReachUpstream(t *testing.T) {
 	}{
 		{"no token", nil, 401, `Bearer realm="gateway"`, "unauthorized"},
 		{"basic auth instead of bearer", http.Header{"Authorization": {"Basic dXNlcjpwYXNz"}}, 400, `error="invalid_request"`, "invalid_request"},
-		{"token in query string only", nil, 401, `Bearer realm="gateway"`, "unauthorized"},
+		{"token in query string only (never read, never forwarded)", nil, 400, `error="invalid_request"`, "invalid_request"},
 		{"garbage token", http.Header{"Authorization": {"Bearer not-a-jwt"}}, 401, `error="invalid_token"`, "invalid_token"},
 		{"empty bearer", http.Header{"Authorization": {"Bearer "}}, 400, `error="invalid_request"`, "invalid_request"},
 		{"two Authorization headers", http.Header{"Authorization": {"Bearer a.b.c", "Bearer d.e.f"}}, 400, `error="invalid_request"`, "invalid_request"},
@@ -175,7 +175,7 @@ func TestRejectionsNeverReachUpstream(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			before := f.up.hits.Load()
 			path := "/x"
-			if tc.name == "token in query string only" {
+			if strings.HasPrefix(tc.name, "token in query string only") {
 				path = "/x?access_token=" + f.issuer.Token(t, "svc-billing")
 			}
 			resp := f.do(t, "GET", path, "", tc.hdr)

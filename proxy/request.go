@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/metagate/gateway/proxy/canon"
@@ -56,9 +57,10 @@ func clientRefusal(status int, code, desc string) *refusal {
 func (g *Gateway) interpret(r *http.Request, st *state) *refusal {
 	st.method = canon.Method(r.Method)
 	switch st.method {
-	case http.MethodConnect, http.MethodTrace:
+	case http.MethodConnect, http.MethodTrace, "TRACK":
 		// Nothing behind a gateway should be tunnelled to (CONNECT) or
-		// echo the request with its credentials back (TRACE).
+		// echo the request with its credentials back (TRACE, and IIS's
+		// TRACK).
 		return clientRefusal(http.StatusMethodNotAllowed, "method_not_allowed", "The "+st.method+" method is not allowed")
 	}
 	p, why := canon.ParsePath(r.URL.EscapedPath())
@@ -69,13 +71,14 @@ func (g *Gateway) interpret(r *http.Request, st *state) *refusal {
 	if why := canon.CheckQuery(r.URL.RawQuery); why != "" {
 		return clientRefusal(http.StatusBadRequest, "invalid_query", string(why))
 	}
-	for _, rt := range g.routes {
-		if n, ok := rt.matches(st.method, r.Host, p.Match); ok {
-			st.route, st.matched = rt, n
-			break
-		}
+	st.route, st.matched = g.match(st.method, r.Host, p.Match)
+	if rf := g.checkCompat(st, r.Host); rf != nil {
+		return rf
 	}
 	if st.route == nil {
+		if !canon.Standard(st.method) {
+			return clientRefusal(http.StatusMethodNotAllowed, "method_not_allowed", "The "+st.method+" method is only allowed on routes that list it")
+		}
 		return &refusal{status: http.StatusNotFound, code: "not_found", desc: "No route matches this request"}
 	}
 	if p.EncodedSlash && !st.route.AllowEncodedSlash {
@@ -85,11 +88,60 @@ func (g *Gateway) interpret(r *http.Request, st *state) *refusal {
 		return rf
 	}
 	tok, err := bearerToken(r.Header)
-	if err != nil {
+	if err != nil || queryCredential(r.URL.RawQuery) {
 		return g.authRefusal(ReasonBadRequest)
 	}
 	st.credential = tok
 	return nil
+}
+
+// match picks the first route that takes the canonical method and path.
+func (g *Gateway) match(method, host, path string) (*route, int) {
+	for _, rt := range g.routes {
+		if n, ok := rt.matches(method, host, path); ok {
+			return rt, n
+		}
+	}
+	return nil, 0
+}
+
+// checkCompat refuses a path whose Unicode compatibility form (NFKC) a
+// normalising upstream would read as another route's path ("/ａdmin" on a
+// public catch-all when "/admin" is protected), or as a path the rules
+// refuse ("/pub／..／admin").
+func (g *Gateway) checkCompat(st *state, host string) *refusal {
+	nf, changed := canon.Compat(st.path.Match)
+	if !changed {
+		return nil
+	}
+	np, why := canon.ParsePath(nf)
+	if why != "" {
+		return clientRefusal(http.StatusBadRequest, "invalid_path", "Under Unicode compatibility (NFKC): "+string(why))
+	}
+	if rt, _ := g.match(st.method, host, np.Match); rt != st.route {
+		return clientRefusal(http.StatusBadRequest, "invalid_path", "The request path is a Unicode look-alike (NFKC) of another route's path")
+	}
+	return nil
+}
+
+// queryCredential reports an access_token query parameter (RFC 6750
+// §2.3). The gateway never reads it, so it must not reach an upstream that
+// might.
+func queryCredential(q string) bool {
+	for q != "" {
+		var kv string
+		kv, q, _ = strings.Cut(q, "&")
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.IndexByte(k, '%') >= 0 || strings.IndexByte(k, '+') >= 0 {
+			if u, err := url.QueryUnescape(k); err == nil {
+				k = u
+			}
+		}
+		if strings.EqualFold(k, "access_token") {
+			return true
+		}
+	}
+	return false
 }
 
 // checkUpgrade lets only a WebSocket handshake through. Any other Upgrade

@@ -115,7 +115,7 @@ func newRoute(rc RouteConfig) *route {
 // Paths match case-insensitively (see canon.Fold), so a framework that
 // folds case cannot reach a handler under a looser route's policy.
 func (rt *route) matches(method, host string, p string) (int, bool) {
-	if rt.methods != nil && !rt.methods[method] {
+	if rt.methods != nil && !rt.methods[method] || rt.methods == nil && !canon.Standard(method) {
 		return 0, false
 	}
 	if len(rt.hosts) > 0 && !matchHost(rt.hosts, host) {

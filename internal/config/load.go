@@ -98,6 +98,12 @@ type walker struct {
 	env   func(string) (string, bool)
 	errs  Errors
 	lines map[int]string
+	// aliased are the anchored nodes already walked. An alias's target
+	// is walked (and its ${VAR}s expanded) once: walking it again would
+	// expand text that is already expanded, loop forever on an anchor
+	// that contains its own alias, and take exponential time on nested
+	// aliases ("billion laughs"), which Decode then refuses by itself.
+	aliased map[*yaml.Node]bool
 }
 
 func (w *walker) fail(n *yaml.Node, path, format string, args ...any) {
@@ -107,6 +113,18 @@ func (w *walker) fail(n *yaml.Node, path, format string, args ...any) {
 func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
+		if n == nil || w.aliased[n] {
+			return
+		}
+	}
+	if n.Anchor != "" {
+		if w.aliased == nil {
+			w.aliased = map[*yaml.Node]bool{}
+		}
+		if w.aliased[n] {
+			return
+		}
+		w.aliased[n] = true
 	}
 	if path != "" {
 		if _, seen := w.lines[n.Line]; !seen {

@@ -48,6 +48,7 @@ const (
 	refuseTrailingDot  Refusal = "The request path contains a segment ending in a dot"
 	refuseWhitespace   Refusal = "The request path contains a segment starting or ending with whitespace"
 	refuseBadUTF8      Refusal = "The request path does not decode to UTF-8"
+	refuseStream       Refusal = "The request path contains an NTFS stream name (:$)"
 
 	refuseQuerySemicolon Refusal = "The query string contains a semicolon"
 	refuseQueryEscape    Refusal = "The query string contains an invalid percent-encoding"
@@ -157,6 +158,9 @@ func decodePath(raw string) (Path, Refusal) {
 	if !utf8.ValidString(cp.Match) {
 		return Path{}, refuseBadUTF8
 	}
+	if r := checkRunes(cp.Match); r != "" {
+		return Path{}, r
+	}
 	if r := checkSegments(cp.Match); r != "" {
 		return Path{}, r
 	}
@@ -234,6 +238,11 @@ func checkPiece(s string) Refusal {
 		return refuseTrailingDot
 	case isSpace(s[0]) || isSpace(s[len(s)-1]):
 		return refuseWhitespace
+	case (s[0] >= utf8.RuneSelf || s[len(s)-1] >= utf8.RuneSelf) && isEdgeSpace(s):
+		return refuseWhitespace
+	case strings.Contains(s, ":$"):
+		// NTFS streams: IIS serves "/admin::$DATA" as "/admin".
+		return refuseStream
 	}
 	return ""
 }
@@ -289,6 +298,12 @@ func foldRune(r rune) rune {
 			return r - 'a' + 'A'
 		}
 		return r
+	}
+	switch r {
+	case '\u0130', '\u0131':
+		// Dotted capital and dotless small I: Java's equalsIgnoreCase and
+		// Turkish-locale folding read both as "i".
+		return 'I'
 	}
 	m := r
 	for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
@@ -348,6 +363,18 @@ func EscapeMatch(m string) string {
 		b.WriteByte(upperHex[c&15])
 	}
 	return b.String()
+}
+
+// Standard reports whether m (canonical) is one of the methods every
+// route takes when it lists none. Others (WebDAV's PROPFIND, MOVE, COPY,
+// LOCK...) only reach a route that lists them: a server may treat them as
+// writes that a read route's policy never considered.
+func Standard(m string) bool {
+	switch m {
+	case "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS":
+		return true
+	}
+	return false
 }
 
 // Method upper-cases a method (ASCII only: methods are tokens).

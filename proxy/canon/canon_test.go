@@ -145,3 +145,23 @@ func TestCheckPattern(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckQuery(t *testing.T) {
+	for _, tc := range []struct {
+		name, raw string
+		want      Refusal
+	}{
+		{"empty", "", ""},
+		{"plain", "a=1&b=2", ""},
+		{"escapes", "q=caf%C3%A9&x=%2f", ""},
+		{"escape at end", "a=%41", ""},
+		{"semicolon", "a=1;b=2", refuseQuerySemicolon},
+		{"lone percent", "a=%", refuseQueryEscape},
+		{"short escape at end", "a=%4", refuseQueryEscape},
+		{"non-hex escape", "a=%zz", refuseQueryEscape},
+	} {
+		if got := CheckQuery(tc.raw); got != tc.want {
+			t.Errorf("%s: CheckQuery(%q) = %q, want %q", tc.name, tc.raw, got, tc.want)
+		}
+	}
+}
