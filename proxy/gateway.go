@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -293,10 +294,13 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	st := pr.In.Context().Value(stateKey{}).(*state)
 	rt := st.route
 	st.target = rt.upstream.pick(nil)
-	// RawPath always: Go's own escaping of Path would encode !'()* that
-	// the canonical form keeps literal.
+	// RawPath whenever Go's own escaping of Path would differ from the
+	// canonical form: it escapes !'()*, and an encoded slash must stay.
 	esc := rt.forwardPath(st.path, st.matched)
-	pr.Out.URL.Path, pr.Out.URL.RawPath = canon.Unescape(esc), esc
+	pr.Out.URL.Path, pr.Out.URL.RawPath = canon.Unescape(esc), ""
+	if strings.ContainsAny(esc, "%!'()*") {
+		pr.Out.URL.RawPath = esc
+	}
 	pr.Out.Method = st.method
 	pr.SetURL(st.target.url)
 	trusted := g.isTrusted(pr.In.RemoteAddr)
@@ -316,7 +320,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		pr.SetXForwarded()
 	}
 	g.headers.strip(pr.Out.Header, trusted)
-	if st.credential != "" {
+	if st.credential != "" && !strings.HasPrefix(pr.Out.Header.Get("Authorization"), "Bearer ") {
 		// The one spelling the gateway read ("bearer" becomes "Bearer").
 		pr.Out.Header["Authorization"] = []string{"Bearer " + st.credential}
 	}
