@@ -63,10 +63,6 @@ type upstream struct {
 	conns map[net.Conn]http.ConnState
 }
 
-func newUpstream(t *testing.T, name string) *upstream {
-	return newGatedUpstream(t, name, nil)
-}
-
 // newGatedUpstream makes an upstream whose handlers block until gate is
 // closed (nil: answer at once).
 func newGatedUpstream(t *testing.T, name string, gate chan struct{}) *upstream {
@@ -215,7 +211,6 @@ type spec struct {
 	clients     []string          // YAML under metadata.local.clients:
 	users       []string          // YAML under metadata.local.users:
 	routes      []string          // routes placed before the standard ones (each a "- ..." block)
-	routeExtras map[string][]string
 	noStdRoutes bool
 	gates       map[string]chan struct{} // upstreams whose handlers wait for the channel to close
 }
@@ -240,16 +235,6 @@ func withUsers(lines ...string) option { return func(s *spec) { s.users = append
 // replaced by that extra upstream's URL).
 func withRoutes(lines ...string) option {
 	return func(s *spec) { s.routes = append(s.routes, lines...) }
-}
-
-// withRouteKeys adds keys to one standard route.
-func withRouteKeys(route string, lines ...string) option {
-	return func(s *spec) {
-		if s.routeExtras == nil {
-			s.routeExtras = map[string][]string{}
-		}
-		s.routeExtras[route] = append(s.routeExtras[route], lines...)
-	}
 }
 
 func withIssuers(is ...*testenv.Issuer) option { return func(s *spec) { s.issuers = is } }
@@ -358,9 +343,6 @@ func (w *world) yaml(s *spec) string {
 			}
 			lines := []string{"- name: " + n, "  upstreams: [\"" + target + "\"]"}
 			for _, l := range strings.Split(std[n], "\n") {
-				lines = append(lines, "  "+l)
-			}
-			for _, l := range s.routeExtras[n] {
 				lines = append(lines, "  "+l)
 			}
 			b.WriteString(indent(2, lines))
