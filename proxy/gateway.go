@@ -84,7 +84,10 @@ type Options struct {
 	// 0: no limit.
 	ReadTimeout time.Duration
 	Observer    Observer
-	Logger      *zap.Logger
+	// Logger receives the gateway's own warnings; AccessLog, when not
+	// nil, one line per request.
+	Logger    *zap.Logger
+	AccessLog *zap.Logger
 	// TracerProvider receives spans for each request and its verify,
 	// resolve and upstream steps. Nil or a noop.TracerProvider turns
 	// tracing off entirely: traceparent/tracestate then pass through
@@ -105,7 +108,8 @@ type Gateway struct {
 	readTimeout    time.Duration
 	obs            Observer
 	log            *zap.Logger
-	tracer         *tracer // nil when tracing is off
+	access         *zap.Logger // nil: no access log
+	tracer         *tracer     // nil when tracing is off
 }
 
 // New builds a Gateway from validated options.
@@ -129,6 +133,7 @@ func New(o Options) *Gateway {
 		readTimeout:    o.ReadTimeout,
 		obs:            o.Observer,
 		log:            o.Logger,
+		access:         o.AccessLog,
 	}
 	for _, rc := range o.Routes {
 		rt := newRoute(rc)
@@ -279,7 +284,7 @@ func (g *Gateway) resolve(ctx context.Context, st *state) *refusal {
 			return &refusal{status: http.StatusForbidden, code: "unknown_caller", desc: "The caller is not known to the gateway"}
 		}
 	default:
-		g.log.Warn("metadata unavailable", zap.String("caller", st.token.Caller.Key()), zap.Error(err))
+		g.log.Warn("metadata unavailable", zap.String("caller_id", st.token.Caller.Key()), zap.Error(err))
 		return &refusal{status: http.StatusServiceUnavailable, code: "metadata_unavailable",
 			desc: "Caller metadata is temporarily unavailable", retryAfter: "5"}
 	}
@@ -373,7 +378,10 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 }
 
 func (g *Gateway) accessLog(r *http.Request, rec *statusRecorder, st *state, d time.Duration) {
-	if ce := g.log.Check(zap.InfoLevel, "request"); ce != nil {
+	if g.access == nil {
+		return
+	}
+	if ce := g.access.Check(zap.InfoLevel, "request"); ce != nil {
 		fields := make([]zap.Field, 0, 8)
 		fields = append(fields,
 			zap.String("method", st.methodLabel(r)),
@@ -385,7 +393,8 @@ func (g *Gateway) accessLog(r *http.Request, rec *statusRecorder, st *state, d t
 			fields = append(fields, zap.String("route", st.route.Name))
 		}
 		if st.token != nil {
-			fields = append(fields, zap.String("caller", st.token.Caller.Key()))
+			// Not "caller": zap's own caller field uses that key.
+			fields = append(fields, zap.String("caller_id", st.token.Caller.Key()))
 		}
 		if st.reason != "" {
 			fields = append(fields, zap.String("auth_error", string(st.reason)))

@@ -262,7 +262,8 @@ func (a *App) buildGateway(cfg *config.Config, g *generation) (*proxy.Gateway, e
 		// upstream connections.
 		Transport:      a.transport,
 		Observer:       a.metrics,
-		Logger:         a.log.Named("access"),
+		Logger:         a.log.Named("gateway"),
+		AccessLog:      a.log.Named("access"),
 		TracerProvider: a.tracing.TracerProvider(),
 	}), nil
 }
