@@ -8,6 +8,8 @@ package enrich
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 )
 
 // Kind says whether a caller is a machine client or an end user; the two are
@@ -34,18 +36,52 @@ func (k Kind) String() string {
 
 // Caller identifies who is calling, as derived from a verified token. A
 // caller is bound to the issuer of its token: the same id at two tenants
-// is two callers.
+// is two callers. Build it with NewCaller to have its cache key computed
+// once; a Caller literal computes it on every Key call.
 type Caller struct {
 	Issuer string
 	Kind   Kind
 	ID     string
+	key    string
 }
 
-// Key is the cache key of the caller: stable, namespaced by kind and
-// issuer so a client and a user with the same id, or two tenants' clients,
-// never share an entry. Issuers are validated URLs, which hold no spaces.
+// NewCaller returns a caller with its cache key computed.
+func NewCaller(issuer string, kind Kind, id string) Caller {
+	c := Caller{Issuer: issuer, Kind: kind, ID: id}
+	c.key = c.makeKey()
+	return c
+}
+
+// Key is the cache key of the caller, "<kind> <issuer> <id>": stable,
+// namespaced by kind and issuer so a client and a user with the same id,
+// or two tenants' clients, never share an entry. Issuers are validated
+// URLs, which hold no spaces, so ParseKey can split it again.
 func (c Caller) Key() string {
-	return c.Kind.String() + " " + c.Issuer + " " + c.ID
+	if c.key != "" {
+		return c.key
+	}
+	return c.makeKey()
+}
+
+func (c Caller) makeKey() string { return c.Kind.String() + " " + c.Issuer + " " + c.ID }
+
+// ParseKey is the inverse of Key.
+func ParseKey(key string) (Caller, error) {
+	kind, rest, ok1 := strings.Cut(key, " ")
+	issuer, id, ok2 := strings.Cut(rest, " ")
+	if !ok1 || !ok2 {
+		return Caller{}, fmt.Errorf("caller key %q is not \"<kind> <issuer> <id>\"", key)
+	}
+	c := Caller{Issuer: issuer, ID: id, key: key}
+	switch kind {
+	case "client":
+		c.Kind = KindClient
+	case "user":
+		c.Kind = KindUser
+	default:
+		return Caller{}, fmt.Errorf("caller key %q: unknown kind %q", key, kind)
+	}
+	return c, nil
 }
 
 // Record is what a source knows about a caller. Metadata is the trusted

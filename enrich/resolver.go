@@ -19,6 +19,7 @@ type Resolver struct {
 	src     Source
 	cache   *cache.Tiered[*Metadata]
 	issuers map[string]bool
+	load    cache.Loader[*Metadata] // bound once: a Resolve allocates nothing
 }
 
 // NewResolver wires a source serving issuers behind a cache built with
@@ -28,7 +29,25 @@ func NewResolver(src Source, c *cache.Tiered[*Metadata], issuers []string) *Reso
 	for _, is := range issuers {
 		r.issuers[is] = true
 	}
+	r.load = r.lookup
 	return r
+}
+
+// lookup is the cache's loader: it asks the source about the caller that
+// key names.
+func (r *Resolver) lookup(ctx context.Context, key string) (*Metadata, error) {
+	c, err := ParseKey(key)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := r.src.Lookup(ctx, c)
+	if errors.Is(err, ErrUnknownCaller) {
+		return nil, fmt.Errorf("%w: %w", cache.ErrNotFound, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return Prepare(rec)
 }
 
 // Resolve returns the caller's prepared metadata. It returns an error
@@ -39,16 +58,7 @@ func (r *Resolver) Resolve(ctx context.Context, c Caller) (*Metadata, error) {
 	if !r.issuers[c.Issuer] {
 		return nil, fmt.Errorf("%s %q of %s: %w: %w", c.Kind, c.ID, c.Issuer, ErrNoSource, ErrUnknownCaller)
 	}
-	md, _, err := r.cache.Get(ctx, c.Key(), func(ctx context.Context, _ string) (*Metadata, error) {
-		rec, err := r.src.Lookup(ctx, c)
-		if errors.Is(err, ErrUnknownCaller) {
-			return nil, fmt.Errorf("%w: %w", cache.ErrNotFound, err)
-		}
-		if err != nil {
-			return nil, err
-		}
-		return Prepare(rec)
-	})
+	md, _, err := r.cache.Get(ctx, c.Key(), r.load)
 	if errors.Is(err, cache.ErrNotFound) {
 		return nil, fmt.Errorf("%s %q: %w", c.Kind, c.ID, ErrUnknownCaller)
 	}

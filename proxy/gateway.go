@@ -12,6 +12,7 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -110,6 +111,8 @@ type Gateway struct {
 	log            *zap.Logger
 	access         *zap.Logger // nil: no access log
 	tracer         *tracer     // nil when tracing is off
+	states         sync.Pool   // *state, one per request in flight
+	buffers        *bufferPool // ReverseProxy's copy buffers
 }
 
 // New builds a Gateway from validated options.
@@ -132,6 +135,7 @@ func New(o Options) *Gateway {
 		trusted:        o.TrustedProxies,
 		readTimeout:    o.ReadTimeout,
 		obs:            o.Observer,
+		buffers:        newBufferPool(),
 		log:            o.Logger,
 		access:         o.AccessLog,
 	}
@@ -142,8 +146,11 @@ func New(o Options) *Gateway {
 			Rewrite:      g.rewrite,
 			Transport:    routeTransport(o.Transport, rc),
 			ErrorHandler: g.upstreamError,
-			// Flush streamed responses (SSE, chunked) as they arrive.
-			FlushInterval: -1,
+			// 0: ReverseProxy already flushes at once what must stream
+			// (text/event-stream, unknown length); every other response
+			// goes out in as few writes as it can (see streaming_test.go).
+			FlushInterval: 0,
+			BufferPool:    g.buffers,
 			ErrorLog:      zap.NewStdLog(o.Logger.Named("reverseproxy")),
 		}
 		g.routes = append(g.routes, rt)
@@ -160,7 +167,7 @@ func New(o Options) *Gateway {
 // transport in the request context.
 type state struct {
 	rec  statusRecorder
-	body bodyReader
+	body *bodyReader // nil without a request body
 
 	// The canonical reading of the request (interpret).
 	method     string
@@ -181,9 +188,45 @@ type state struct {
 
 type stateKey struct{}
 
+// stateCtx carries the state in the request context, as context.WithValue
+// would, in one allocation too. It is not pooled: the transport may hold
+// the outgoing request's context after the handler returned.
+type stateCtx struct {
+	context.Context
+	st *state
+}
+
+func (c *stateCtx) Value(key any) any {
+	if key == (stateKey{}) {
+		return c.st
+	}
+	return c.Context.Value(key)
+}
+
+// getState takes a reset state from the pool.
+func (g *Gateway) getState(w http.ResponseWriter) *state {
+	st, _ := g.states.Get().(*state)
+	if st == nil {
+		st = new(state)
+	}
+	st.rec.ResponseWriter = w
+	return st
+}
+
+// putState returns st to the pool, dropping every reference it holds
+// (the writer, the token, the metadata). Only what nothing can reach after
+// ServeHTTP returns lives in a state: the body reader and the context are
+// allocated apart, because the transport may still read the body, and
+// hold the context, after RoundTrip returned.
+func (g *Gateway) putState(st *state) {
+	*st = state{}
+	g.states.Put(st)
+}
+
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	st := &state{rec: statusRecorder{ResponseWriter: w}}
+	st := g.getState(w)
+	defer g.putState(st)
 	rec := &st.rec
 	if g.tracer != nil {
 		r = g.tracer.startRequest(r, st)
@@ -235,10 +278,10 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 		return
 	}
 	if r.Body != nil && r.Body != http.NoBody {
-		st.body.init(w, r.Body, rt.MaxBodyBytes, g.readTimeout)
-		r.Body = &st.body
+		st.body = newBodyReader(w, r.Body, rt.MaxBodyBytes, g.readTimeout)
+		r.Body = st.body
 	}
-	rt.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+	rt.proxy.ServeHTTP(w, r.WithContext(&stateCtx{Context: r.Context(), st: st}))
 }
 
 func (g *Gateway) refuse(w http.ResponseWriter, st *state, rf *refusal) {
@@ -359,7 +402,7 @@ func (g *Gateway) isTrusted(remoteAddr string) bool {
 // the client's error, answered 4xx and counted apart from upstream errors.
 func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	st, _ := r.Context().Value(stateKey{}).(*state)
-	if st != nil {
+	if st != nil && st.body != nil {
 		if rf := st.body.refusal(); rf != nil {
 			g.refuse(w, st, rf)
 			return

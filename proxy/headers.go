@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/metagate/gateway/enrich"
@@ -39,9 +40,15 @@ type HeaderConfig struct {
 
 // headerWriter is the one place trusted headers are removed and set.
 type headerWriter struct {
-	cfg   HeaderConfig
-	names sync.Map // metadata Field.Name → full header name
+	cfg HeaderConfig
+	// names memoises metadata Field.Name → full header name, for at most
+	// maxNames names: metadata keys come from the IdP, and a memo that
+	// grew with every distinct key would be a memory leak.
+	names   sync.Map
+	nameCnt atomic.Int64
 }
+
+const maxNames = 4096
 
 func newHeaderWriter(cfg HeaderConfig) *headerWriter {
 	for i, ns := range cfg.Namespace {
@@ -149,7 +156,11 @@ func (hw *headerWriter) metadataName(name string) string {
 			full = ""
 		}
 	}
-	hw.names.Store(name, full)
+	if hw.nameCnt.Load() < maxNames {
+		if _, loaded := hw.names.LoadOrStore(name, full); !loaded {
+			hw.nameCnt.Add(1)
+		}
+	}
 	return full
 }
 

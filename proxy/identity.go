@@ -82,9 +82,9 @@ func identify(c *claims) (*Token, error) {
 	t := &Token{Issuer: c.Issuer, Subject: c.Subject, Expiry: c.ExpiresAt.Time, Audience: c.Audience}
 	if id, ok := clientOf(c); ok {
 		clientID = id
-		t.Caller = enrich.Caller{Issuer: c.Issuer, Kind: enrich.KindClient, ID: id}
+		t.Caller = enrich.NewCaller(c.Issuer, enrich.KindClient, id)
 	} else {
-		t.Caller = enrich.Caller{Issuer: c.Issuer, Kind: enrich.KindUser, ID: c.Subject}
+		t.Caller = enrich.NewCaller(c.Issuer, enrich.KindUser, c.Subject)
 	}
 	t.ClientID = clientID
 	scopes, err := scopeList(c.Scope, c.Permissions)

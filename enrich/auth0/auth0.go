@@ -103,7 +103,9 @@ type Options struct {
 	MaxRetries int
 	// HTTPClient defaults to a client with its own pooled transport.
 	HTTPClient *http.Client
-	// Logger defaults to a no-op logger.
+	// Logger defaults to a no-op logger. It is used as given: the caller
+	// names it (the gateway passes its "auth0" logger), so the name is
+	// not doubled.
 	Logger *zap.Logger
 	// Now is the clock for 429 blocks; defaults to time.Now.
 	Now func() time.Time
@@ -201,7 +203,7 @@ func New(opts Options) (*Source, error) {
 		backoffBase:  backoffBase,
 		limiter:      rate.NewLimiter(rate.Limit(opts.RatePerSecond), opts.Burst),
 		http:         opts.HTTPClient,
-		log:          opts.Logger.Named("auth0"),
+		log:          opts.Logger,
 		now:          opts.Now,
 		observe:      opts.Observe,
 		onBudgetWait: opts.OnBudgetWait,
