@@ -147,7 +147,9 @@ type Options struct {
 	// Prefix namespaces Redis keys: values at "<Prefix>:v1:<key>", refresh
 	// claims at "<Prefix>:lock:v1:<key>" (default DefaultPrefix).
 	Prefix string
-	// Logger; nil means zap.NewNop().
+	// Logger; nil means zap.NewNop(). It is used as given: the caller
+	// names it (the gateway passes its "cache" logger), so the name is
+	// not doubled.
 	Logger *zap.Logger
 	// Now is the clock for freshness; nil means time.Now. The Redis
 	// backoff always uses the real clock.
@@ -267,7 +269,7 @@ func New[V any](opts Options, codec Codec[V]) (*Tiered[V], error) {
 		opts:     opts,
 		codec:    codec,
 		now:      opts.Now,
-		log:      opts.Logger.Named("cache").With(zap.String("prefix", opts.Prefix)),
+		log:      opts.Logger.With(zap.String("prefix", opts.Prefix)),
 		observe:  opts.Observe,
 		staleMax: max(opts.StaleIfError, opts.StaleWhileRevalidate),
 		rdb:      opts.Redis,

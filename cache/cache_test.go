@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/metagate/gateway/cache"
 )
 
@@ -489,12 +492,24 @@ func TestCallerGivingUpDoesNotFailTheOthers(t *testing.T) {
 }
 
 func TestLoaderPanicBecomesAnError(t *testing.T) {
-	c := newTiered(t, baseOptions(nil, nil))
+	core, logs := observer.New(zap.ErrorLevel)
+	opts := baseOptions(nil, nil)
+	opts.Logger = zap.New(core).Named("cache")
+	c := newTiered(t, opts)
 	_, res, err := c.Get(context.Background(), "k", func(context.Context, string) (meta, error) {
 		panic("bug in the loader")
 	})
 	if err == nil || !strings.Contains(err.Error(), "bug in the loader") || res != cache.ResultMiss {
 		t.Fatalf("Get = %s, %v; want a miss with the panic as an error", res, err)
+	}
+	// The cache logs on the logger it is given: naming it again gave the
+	// gateway "cache.cache".
+	var names []string
+	for _, e := range logs.FilterMessage("loader panicked").All() {
+		names = append(names, e.LoggerName)
+	}
+	if len(names) != 1 || names[0] != "cache" {
+		t.Errorf("panic logged on loggers %q, want one entry on the logger named cache", names)
 	}
 }
 

@@ -186,7 +186,7 @@ func health(args []string, stdout io.Writer) error {
 	return nil
 }
 
-func serve(args []string, stderr io.Writer) error {
+func serve(args []string, stderr io.Writer) (err error) {
 	fs, file := flags("serve", stderr)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -195,11 +195,18 @@ func serve(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(cfg.Log)
+	logs, err := newLogs(cfg.Log, stderr)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = log.Sync() }()
+	// Deferred first, so it runs last: after Run has shut the servers
+	// down, no request can log any more.
+	defer func() {
+		if cerr := logs.close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}()
+	log := logs.log
 	// SIGTERM or SIGINT drains and shuts down; a second one skips the rest
 	// of the drain delay. SIGHUP reloads the config file.
 	sigs := make(chan os.Signal, 4)
@@ -207,7 +214,7 @@ func serve(args []string, stderr io.Writer) error {
 	defer signal.Stop(sigs)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	a, err := app.New(ctx, cfg, app.Options{Logger: log, LookupEnv: os.LookupEnv, Version: version})
+	a, err := app.New(ctx, cfg, app.Options{Logger: log, AccessLog: logs.access, TuneGC: true, LookupEnv: os.LookupEnv, Version: version})
 	if err != nil {
 		return err
 	}
@@ -258,25 +265,73 @@ func serve(args []string, stderr io.Writer) error {
 	return a.Run(ctx)
 }
 
-func newLogger(c config.Log) (*zap.Logger, error) {
+// The access log's buffer: a busy gateway writes 256 KiB at a time instead
+// of once per request, and a quiet one still shows each line within a
+// second.
+const (
+	accessBufferSize    = 256 << 10
+	accessFlushInterval = time.Second
+)
+
+// logs are the process's loggers, built by hand rather than from a
+// zap.Config, which would sample (drop most lines of a message logged
+// more than 100 times a second): every request must have its line.
+type logs struct {
+	// log is the gateway's own messages, written at once so that a crash
+	// loses no warning or error.
+	log *zap.Logger
+	// access is one line per request (nil when log.access is false),
+	// written through a buffer; close flushes it.
+	access *zap.Logger
+	stop   func() error
+}
+
+// newLogs builds both loggers on w (stderr). They share one lock on it, so
+// a flushed block of access lines and a warning never interleave; the
+// buffer only flushes whole lines.
+func newLogs(c config.Log, w io.Writer) (*logs, error) {
 	level, err := zapcore.ParseLevel(c.Level)
 	if err != nil {
 		return nil, fmt.Errorf("log.level: %w", err)
 	}
-	var zc zap.Config
+	var ec zapcore.EncoderConfig
 	if c.Format == "console" {
-		zc = zap.NewDevelopmentConfig()
-		zc.EncoderConfig.EncodeTime = zapcore.TimeEncoderOfLayout(time.TimeOnly)
-		zc.DisableStacktrace = true
+		ec = zap.NewDevelopmentEncoderConfig()
+		ec.EncodeTime = zapcore.TimeEncoderOfLayout(time.TimeOnly)
 	} else {
-		zc = zap.NewProductionConfig()
-		zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+		ec = zap.NewProductionEncoderConfig()
+		ec.EncodeTime = zapcore.ISO8601TimeEncoder
 	}
-	zc.Level = zap.NewAtomicLevelAt(level)
-	zc.OutputPaths = []string{"stderr"}
-	l, err := zc.Build()
-	if err != nil {
-		return nil, fmt.Errorf("build logger: %w", err)
+	encoder := func() zapcore.Encoder {
+		if c.Format == "console" {
+			return zapcore.NewConsoleEncoder(ec)
+		}
+		return zapcore.NewJSONEncoder(ec)
+	}
+	out := zapcore.Lock(zapcore.AddSync(w))
+	opts := []zap.Option{zap.ErrorOutput(out), zap.AddCaller()}
+	if c.Format != "console" {
+		opts = append(opts, zap.AddStacktrace(zapcore.ErrorLevel))
+	}
+	l := &logs{log: zap.New(zapcore.NewCore(encoder(), out, level), opts...), stop: func() error { return nil }}
+	if c.Access {
+		buf := &zapcore.BufferedWriteSyncer{WS: out, Size: accessBufferSize, FlushInterval: accessFlushInterval}
+		// Info whatever log.level says: log.access is the access log's
+		// switch. No caller: it would be the same line of the proxy
+		// every time, at the cost of a stack walk per request.
+		l.access = zap.New(zapcore.NewCore(encoder(), buf, zapcore.InfoLevel), zap.ErrorOutput(out)).Named("access")
+		l.stop = buf.Stop
 	}
 	return l, nil
+}
+
+// close flushes the access log's buffer and stops its flush timer; no
+// access line may be written after it.
+func (l *logs) close() error {
+	err := l.stop()
+	_ = l.log.Sync() // stderr: fails on terminals and pipes, and has no buffer
+	if err != nil {
+		return fmt.Errorf("flush the access log: %w", err)
+	}
+	return nil
 }

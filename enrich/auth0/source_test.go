@@ -384,8 +384,12 @@ func TestRateLimitedByAuth0(t *testing.T) {
 			t.Fatalf("err = %v, want ErrRateLimited", err)
 		}
 		wantCalls(t, tn, map[string]int{"clients": 2})
-		if logs.FilterMessageSnippet("rate limit").Len() != 1 {
+		if rl := logs.FilterMessageSnippet("rate limit").All(); len(rl) != 1 {
 			t.Error("429 not logged")
+		} else if rl[0].LoggerName != "" {
+			// The gateway passes a logger named "auth0"; naming it again
+			// here gave "auth0.auth0".
+			t.Errorf("the source renamed its logger to %q; it must use the one it is given", rl[0].LoggerName)
 		}
 
 		for _, c := range []enrich.Caller{billing, alice, billing} {

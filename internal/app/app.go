@@ -25,6 +25,7 @@ import (
 	"github.com/metagate/gateway/internal/config"
 	"github.com/metagate/gateway/internal/demo"
 	"github.com/metagate/gateway/internal/devissuer"
+	"github.com/metagate/gateway/internal/gctune"
 	"github.com/metagate/gateway/internal/metrics"
 	"github.com/metagate/gateway/internal/tracing"
 	"github.com/metagate/gateway/proxy"
@@ -33,6 +34,15 @@ import (
 // Options are the parts of an App that do not come from the config file.
 type Options struct {
 	Logger *zap.Logger // nil: no logs
+	// AccessLog receives one line per request, unless log.access is
+	// false. Nil means Logger.Named("access"); cmd/gateway passes a
+	// logger of its own that buffers its writes.
+	AccessLog *zap.Logger
+	// TuneGC applies server.gc_percent and server.memory_limit (see
+	// gctune) in New and puts the previous values back in Shutdown. The
+	// settings are process-wide, so only the process's one App sets it:
+	// cmd/gateway serve does, tests leave it off unless they are about it.
+	TuneGC bool
 	// LookupEnv expands ${VAR} when the config file is read again for a
 	// reload, so it must be the lookup the config was first loaded with.
 	// Nil means os.LookupEnv.
@@ -49,6 +59,7 @@ type App struct {
 	DevIssuer *devissuer.Issuer
 
 	log       *zap.Logger
+	access    *zap.Logger // nil: log.access is false
 	lookupEnv func(string) (string, bool)
 	metrics   *metrics.Metrics
 	transport *http.Transport
@@ -110,6 +121,17 @@ func New(ctx context.Context, cfg *config.Config, o Options) (a *App, err error)
 			a.closeAll()
 		}
 	}()
+	if cfg.Log.Access {
+		a.access = o.AccessLog
+		if a.access == nil {
+			a.access = o.Logger.Named("access")
+		}
+	}
+	if o.TuneGC {
+		if err := a.tuneGC(cfg.Server, o.LookupEnv); err != nil {
+			return nil, err
+		}
+	}
 
 	if a.tracing, err = tracing.New(ctx, cfg.Tracing, o.Version); err != nil {
 		return nil, err
@@ -160,6 +182,23 @@ func New(ctx context.Context, cfg *config.Config, o Options) (a *App, err error)
 		}
 	}
 	return a, nil
+}
+
+// tuneGC decides and applies the process's GC settings, logs them once
+// with where each came from, and restores the previous ones last thing in
+// Shutdown.
+func (a *App) tuneGC(s config.Server, lookupEnv func(string) (string, bool)) error {
+	gc, err := gctune.Decide(gctune.Want{GCPercent: s.GCPercent, MemoryLimit: s.MemoryLimit}, gctune.Env{LookupEnv: lookupEnv})
+	if err != nil {
+		return fmt.Errorf("tune the garbage collector: %w", err)
+	}
+	restore := gc.Apply()
+	a.closers = append(a.closers, func() error { restore(); return nil })
+	a.log.Info("gc tuned",
+		zap.Int("gc_percent", gc.GCPercent), zap.String("gc_percent_from", gc.GCPercentFrom),
+		zap.Int64("memory_limit_bytes", gc.MemoryLimit), zap.String("memory_limit_from", gc.MemoryLimitFrom),
+		zap.Int64("cgroup_limit_bytes", gc.CgroupLimit), zap.String("cgroup_file", gc.CgroupFile))
+	return nil
 }
 
 // serveGateway hands each request to the generation that is live when it

@@ -263,7 +263,7 @@ func (a *App) buildGateway(cfg *config.Config, g *generation) (*proxy.Gateway, e
 		Transport:      a.transport,
 		Observer:       a.metrics,
 		Logger:         a.log.Named("gateway"),
-		AccessLog:      a.log.Named("access"),
+		AccessLog:      a.access,
 		TracerProvider: a.tracing.TracerProvider(),
 	}), nil
 }

@@ -138,6 +138,8 @@ var restartOnly = []struct {
 	{"server.idle_timeout", func(c *config.Config) any { return c.Server.IdleTimeout }},
 	{"server.watch_config", func(c *config.Config) any { return c.Server.WatchConfig }},
 	{"server.pprof", func(c *config.Config) any { return c.Server.Pprof }},
+	{"server.gc_percent", func(c *config.Config) any { return c.Server.GCPercent }},
+	{"server.memory_limit", func(c *config.Config) any { return c.Server.MemoryLimit }},
 	{"log", func(c *config.Config) any { return c.Log }},
 	{"dev_issuer", func(c *config.Config) any { return c.DevIssuer }},
 	{"demo_upstream", func(c *config.Config) any { return c.DemoUpstream }},

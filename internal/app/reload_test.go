@@ -160,6 +160,7 @@ func TestReloadRejectsBrokenConfig(t *testing.T) {
 		{"invalid value", strings.Replace(good, "path_prefix: /reports", "path_prefix: reports", 1), "routes[0].match.path_prefix"},
 		{"not YAML", good + "\n\t- [", f.file},
 		{"restart-only key", strings.Replace(good, "format: json", "format: console", 1), "log changed: only a restart applies it"},
+		{"restart-only GC keys", strings.Replace(good, "server:\n", "server:\n  gc_percent: 200\n  memory_limit: 1GiB\n", 1), "server.gc_percent, server.memory_limit changed: only a restart applies it"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f.write(t, tc.content)
@@ -174,8 +175,8 @@ func TestReloadRejectsBrokenConfig(t *testing.T) {
 		})
 	}
 	m := scrape(t, f.a)
-	if got := m[`gateway_config_reloads_total{result="failure"}`]; got != 4 {
-		t.Errorf("reload failure counter = %v, want 4", got)
+	if got := m[`gateway_config_reloads_total{result="failure"}`]; got != 5 {
+		t.Errorf("reload failure counter = %v, want 5", got)
 	}
 }
 

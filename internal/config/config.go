@@ -61,6 +61,15 @@ type Server struct {
 	TLS   TLS  `yaml:"tls"`
 	// TrustedProxies are CIDRs whose X-Forwarded-* headers are kept.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// GCPercent is the garbage collector's GOGC for the process. Nil
+	// picks GOGC from the environment, else 400 under a memory limit
+	// (the limit protects the process as the heap nears it) and Go's 100
+	// without one; -1 turns the collector off and needs a memory limit.
+	GCPercent *int `yaml:"gc_percent"`
+	// MemoryLimit is the Go runtime's soft memory limit: a size such as
+	// "512MiB", "0" for none, or "auto": GOMEMLIMIT from the environment,
+	// else 90% of the cgroup's memory limit, else none. See gctune.
+	MemoryLimit string `yaml:"memory_limit"`
 }
 
 // TLS terminates HTTPS on the public listener; the files are re-read when
@@ -85,10 +94,14 @@ type Tracing struct {
 	Timeout     Duration          `yaml:"timeout"`
 }
 
-// Log selects the zap encoder and level.
+// Log selects the zap encoder and level, and whether requests are logged.
 type Log struct {
 	Format string `yaml:"format"` // console | json
 	Level  string `yaml:"level"`  // debug | info | warn | error
+	// Access writes one line per request. The lines are buffered and
+	// flushed every second and on shutdown, so logging every request
+	// costs no write per request; never sampled.
+	Access bool `yaml:"access"`
 }
 
 // Issuer is one trusted token issuer (an Auth0 tenant or any OIDC issuer).
@@ -280,8 +293,9 @@ func Default() Config {
 			UpstreamMaxConnections: 512,
 			DrainDelay:             Duration(5 * time.Second),
 			ShutdownTimeout:        Duration(30 * time.Second),
+			MemoryLimit:            "auto",
 		},
-		Log: Log{Format: "json", Level: "info"},
+		Log: Log{Format: "json", Level: "info", Access: true},
 		DevIssuer: DevIssuer{
 			Listen:   "127.0.0.1:8081",
 			Audience: "https://api.example.local/",

@@ -49,6 +49,33 @@ func TestDefaultsApply(t *testing.T) {
 	}
 }
 
+func TestGCAndAccessLogKeys(t *testing.T) {
+	cfg, err := Parse("gw.yaml", []byte(minimal), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := cfg.Server; s.GCPercent != nil || s.MemoryLimit != "auto" || !cfg.Log.Access {
+		t.Errorf("defaults: gc_percent %v, memory_limit %q, log.access %v; want unset, auto, true", s.GCPercent, s.MemoryLimit, cfg.Log.Access)
+	}
+	doc := minimal + "server:\n  gc_percent: ${GC:-200}\n  memory_limit: ${LIMIT}\nlog:\n  access: false\n"
+	for limit, gc := range map[string]int{"0": 200, "2GiB": 200, "auto": 200} {
+		cfg, err := Parse("gw.yaml", []byte(doc), env(map[string]string{"LIMIT": limit}))
+		if err != nil {
+			t.Fatalf("memory_limit %s: %v", limit, err)
+		}
+		if s := cfg.Server; s.GCPercent == nil || *s.GCPercent != gc || s.MemoryLimit != limit || cfg.Log.Access {
+			t.Errorf("memory_limit %s: got gc_percent %v, memory_limit %q, log.access %v", limit, s.GCPercent, s.MemoryLimit, cfg.Log.Access)
+		}
+	}
+	// GC off is accepted when a limit may be in effect; with "auto" the
+	// gateway checks at startup that one was found.
+	for _, limit := range []string{"1GiB", "auto"} {
+		if _, err := Parse("gw.yaml", []byte(doc), env(map[string]string{"GC": "-1", "LIMIT": limit})); err != nil {
+			t.Errorf("gc_percent -1 with memory_limit %s: %v", limit, err)
+		}
+	}
+}
+
 func TestEnvironmentExpansion(t *testing.T) {
 	doc := minimal + `
 server:
@@ -121,6 +148,13 @@ func TestErrorsNameTheKeyAndTheFile(t *testing.T) {
 		{"metadata issuer not configured", minimal + "metadata:\n  issuers: [https://other.auth0.com/]\n", nil, []string{"metadata.issuers[0]", "not a configured issuer"}},
 		{"read timeout too short", minimal + "server:\n  read_timeout: 1ms\n", nil, []string{"server.read_timeout", "at least 100ms"}},
 		{"no connections allowed", minimal + "server:\n  max_connections: 0\n", nil, []string{"server.max_connections"}},
+		{"memory limit without a unit", minimal + "server:\n  memory_limit: 512\n", nil, []string{"gw.yaml", "server.memory_limit", "not a size"}},
+		{"memory limit in decimal units", minimal + "server:\n  memory_limit: 1GB\n", nil, []string{"server.memory_limit", "MiB"}},
+		{"memory limit too small", minimal + "server:\n  memory_limit: 512KiB\n", nil, []string{"server.memory_limit", "minimum of 32MiB"}},
+		{"gc percent zero", minimal + "server:\n  gc_percent: 0\n", nil, []string{"server.gc_percent", "-1 (off, with a memory limit) or a positive percent"}},
+		{"gc percent not a number", minimal + "server:\n  gc_percent: lots\n", nil, []string{"server.gc_percent", "cannot unmarshal"}},
+		{"gc off without a memory limit", minimal + "server:\n  gc_percent: -1\n  memory_limit: 0\n", nil, []string{"server.gc_percent", "needs a memory limit"}},
+		{"log access not a bool", minimal + "log:\n  access: sometimes\n", nil, []string{"log.access", "cannot unmarshal"}},
 		{"not yaml", "a: [", nil, []string{"gw.yaml", "not valid YAML"}},
 		{"empty file", "", nil, []string{"gw.yaml", "empty"}},
 	}

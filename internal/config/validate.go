@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/metagate/gateway/internal/gctune"
 	"github.com/metagate/gateway/internal/headername"
 	"github.com/metagate/gateway/proxy/canon"
 )
@@ -151,8 +152,32 @@ func (cfg *Config) validate() Errors {
 	if s.WatchConfig != 0 && s.WatchConfig.D() < 100*time.Millisecond {
 		c.add("server.watch_config", "must be 0s (off) or at least 100ms, got %s", s.WatchConfig.D())
 	}
+	cfg.checkGC(c)
 	cfg.checkTracing(c)
 	return c.errs
+}
+
+// minMemoryLimit catches a unit slip ("512KiB" for "512MiB"): below it the
+// collector would run nearly all the time.
+const minMemoryLimit = 32 << 20
+
+func (cfg *Config) checkGC(c *checker) {
+	s := cfg.Server
+	limit, auto, err := gctune.ParseMemoryLimit(s.MemoryLimit)
+	switch {
+	case err != nil:
+		c.add("server.memory_limit", "%v", err)
+	case !auto && limit != 0 && limit < minMemoryLimit:
+		c.add("server.memory_limit", "%q is below the minimum of 32MiB (0 means no limit)", s.MemoryLimit)
+	}
+	if p := s.GCPercent; p != nil {
+		switch {
+		case *p == -1 && err == nil && !auto && limit == 0:
+			c.add("server.gc_percent", "-1 turns the garbage collector off, which needs a memory limit, and server.memory_limit is 0 (none)")
+		case *p != -1 && *p < 1:
+			c.add("server.gc_percent", "must be -1 (off, with a memory limit) or a positive percent, got %d", *p)
+		}
+	}
 }
 
 func (cfg *Config) checkTracing(c *checker) {

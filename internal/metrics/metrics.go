@@ -13,11 +13,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/metagate/gateway/internal/gctune"
 )
 
 // Metrics holds every collector of one gateway process.
 type Metrics struct {
 	reg *prometheus.Registry
+	// handles are the per-route collectors a request updates, looked up
+	// once per route and status instead of by label values every time.
+	handles handles
 
 	requests       *prometheus.CounterVec
 	duration       *prometheus.HistogramVec
@@ -79,12 +84,20 @@ func New() *Metrics {
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gateway_config_reloads_total", Help: "Configuration reloads by result (success, failure).",
 	}, []string{"result"})
+	// Read from the runtime at each scrape, so they show what the process
+	// runs with, whoever set it (server.gc_percent, GOGC, the defaults).
+	gcPercent := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "gateway_gc_percent", Help: "The garbage collector's GOGC percent in effect (-1: off); see server.gc_percent.",
+	}, func() float64 { p, _ := gctune.Current(); return float64(p) })
+	memoryLimit := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "gateway_memory_limit_bytes", Help: "The Go runtime's soft memory limit in effect (0: none); see server.memory_limit.",
+	}, func() float64 { _, l := gctune.Current(); return float64(l) })
 	// Present from the start, so an alert on increase(...{result="failure"})
 	// sees the first failure.
 	m.reloads.WithLabelValues("success")
 	m.reloads.WithLabelValues("failure")
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.authFailures, m.upstreamErrors, m.clientErrors, m.cacheLookups,
-		m.redisErrors, m.auth0Calls, m.auth0Latency, m.auth0Waits, m.jwksFailures, m.jwksFetches, m.reloads,
+		m.redisErrors, m.auth0Calls, m.auth0Latency, m.auth0Waits, m.jwksFailures, m.jwksFetches, m.reloads, gcPercent, memoryLimit,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -98,15 +111,13 @@ func (m *Metrics) Handler() http.Handler {
 
 // Request records one answered request.
 func (m *Metrics) Request(route, method string, code int, total, upstream time.Duration) {
-	if route == "" {
-		route = "none"
-	}
-	m.requests.WithLabelValues(route, methodClass(method), strconv.Itoa(code)).Inc()
-	m.duration.WithLabelValues(route, "total").Observe(total.Seconds())
+	r := m.handles.route(m, route)
+	r.requests(m, methodClass(method), code).Inc()
+	r.total.Observe(total.Seconds())
 	if upstream > 0 {
-		m.duration.WithLabelValues(route, "upstream").Observe(upstream.Seconds())
+		r.upstream.Observe(upstream.Seconds())
 	}
-	m.duration.WithLabelValues(route, "gateway").Observe((total - upstream).Seconds())
+	r.gateway.Observe((total - upstream).Seconds())
 }
 
 // AuthFailure records a refused request.
