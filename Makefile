@@ -5,7 +5,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 PKGS     := ./...
 
-.PHONY: all build run test test-race bench fuzz lint deps image clean
+.PHONY: all build run test test-race bench bench-e2e fuzz lint deps image clean
 
 all: build
 
@@ -35,6 +35,10 @@ test: deps
 ## bench: the gateway against a bare httputil.ReverseProxy, in the same run
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./proxy/ ./cache/
+
+## bench-e2e: the gateway and a bare httputil.ReverseProxy as real processes, interleaved under the same load: ratios, latency, CPU/request, memory/caller (docs/benchmarks.md)
+bench-e2e: deps
+	CGO_ENABLED=0 $(GO) run -trimpath ./internal/benche2e/cmd/bench-e2e -go $(GO)
 
 ## fuzz: each fuzz target for FUZZTIME (the request, credential, header and config parsers); -fuzz takes one target per run
 FUZZTIME ?= 30s
