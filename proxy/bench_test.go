@@ -16,21 +16,9 @@ import (
 	"github.com/metagate/gateway/internal/testenv"
 )
 
-// benchSetup builds a bare httputil.ReverseProxy and the gateway in front of
-// the same upstream, sharing one transport, with the gateway on its hot
-// path: the token was seen before and the metadata is in L1.
-func benchSetup(b *testing.B) (bare, gw http.Handler, token string) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = w.Write([]byte("ok"))
-	}))
-	b.Cleanup(up.Close)
-	target, _ := url.Parse(up.URL)
-	tr := NewTransport(0)
-	bare = &httputil.ReverseProxy{Transport: tr, Rewrite: func(pr *httputil.ProxyRequest) {
-		pr.SetURL(target)
-		pr.SetXForwarded()
-	}}
-
+// benchParts is the issuer, verifier and cached resolver both benchmark
+// setups share.
+func benchParts(b testing.TB) (*testenv.Issuer, *Verifier, *enrich.Resolver) {
 	is := testenv.NewIssuer(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel)
@@ -48,7 +36,25 @@ func benchSetup(b *testing.B) (bare, gw http.Handler, token string) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = tc.Close() })
-	res := enrich.NewResolver(testResolver().src, tc, []string{is.URL})
+	return is, v, enrich.NewResolver(testResolver().src, tc, []string{is.URL})
+}
+
+// benchSetup builds a bare httputil.ReverseProxy and the gateway in front of
+// the same upstream, sharing one transport, with the gateway on its hot
+// path: the token was seen before and the metadata is in L1.
+func benchSetup(b *testing.B) (bare, gw http.Handler, token string) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok"))
+	}))
+	b.Cleanup(up.Close)
+	target, _ := url.Parse(up.URL)
+	tr := NewTransport(0)
+	bare = &httputil.ReverseProxy{Transport: tr, Rewrite: func(pr *httputil.ProxyRequest) {
+		pr.SetURL(target)
+		pr.SetXForwarded()
+	}}
+
+	is, v, res := benchParts(b)
 	gw = New(Options{
 		Routes:   []RouteConfig{{Name: "api", PathPrefix: "/", Upstreams: []*url.URL{target}}},
 		Verifier: v, Resolver: res, Headers: defaultHeaders(), Realm: "gateway", Transport: tr,
@@ -122,23 +128,7 @@ func (cannedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // handlerSetup is benchSetup with the canned transport under both proxies.
 func handlerSetup(b testing.TB) (bare, gw http.Handler, token string) {
-	is := testenv.NewIssuer(b)
-	ctx, cancel := context.WithCancel(context.Background())
-	b.Cleanup(cancel)
-	v, err := NewVerifier(ctx, VerifierOptions{
-		Issuers: []IssuerConfig{{Issuer: is.URL, Audiences: []string{is.Audience}, JWKSURL: is.JWKSURL,
-			Algorithms: []string{"RS256"}, Leeway: time.Second, JWKSRefresh: time.Hour, UnknownKIDRefresh: time.Minute}},
-		MaxTokenBytes: 16 << 10,
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(v.Close)
-	tc, err := cache.New[*enrich.Metadata](cache.Options{TTL: time.Hour, MaxEntries: 1000}, enrich.Codec{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = tc.Close() })
+	is, v, res := benchParts(b)
 	target, _ := url.Parse("http://upstream.test")
 	bare = &httputil.ReverseProxy{Transport: cannedTransport{}, Rewrite: func(pr *httputil.ProxyRequest) {
 		pr.SetURL(target)
@@ -146,7 +136,7 @@ func handlerSetup(b testing.TB) (bare, gw http.Handler, token string) {
 	}}
 	gw = New(Options{
 		Routes:   []RouteConfig{{Name: "api", PathPrefix: "/", Upstreams: []*url.URL{target}}},
-		Verifier: v, Resolver: enrich.NewResolver(testResolver().src, tc, []string{is.URL}),
+		Verifier: v, Resolver: res,
 		Headers: defaultHeaders(), Realm: "gateway", Transport: cannedTransport{},
 	})
 	return bare, gw, is.Token(b, "svc-billing")

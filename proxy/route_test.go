@@ -244,40 +244,6 @@ func TestBodyLimit(t *testing.T) {
 	}
 }
 
-func TestSSEIsFlushedBeforeUpstreamFinishes(t *testing.T) {
-	release := make(chan struct{})
-	sse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/event-stream")
-		_, _ = io.WriteString(w, "data: first\n\n")
-		w.(http.Flusher).Flush()
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-		_, _ = io.WriteString(w, "data: last\n\n")
-	}))
-	defer sse.Close()
-	defer close(release)
-	su, _ := url.Parse(sse.URL)
-	f := newFixture(t, fixtureOpts{routes: func(*url.URL) []RouteConfig {
-		return []RouteConfig{{Name: "events", PathPrefix: "/", Upstreams: []*url.URL{su}}}
-	}})
-	resp := f.do(t, "GET", "/events", f.issuer.Token(t, "svc-billing"), nil)
-	line := make(chan string, 1)
-	go func() {
-		l, _ := bufio.NewReader(resp.Body).ReadString('\n')
-		line <- l
-	}()
-	select {
-	case l := <-line:
-		if l != "data: first\n" {
-			t.Errorf("first line %q", l)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the first event did not arrive while the upstream was still streaming")
-	}
-}
-
 func TestWebSocketThroughGateway(t *testing.T) {
 	var gotClient string
 	ws := httptest.NewServer(websocket.Handler(func(c *websocket.Conn) {

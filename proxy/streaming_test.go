@@ -83,37 +83,48 @@ func TestKnownLengthResponseIsOneWrite(t *testing.T) {
 	}
 }
 
-// TestUnknownLengthResponseStreams: a chunked response of unknown length
-// that is not text/event-stream still reaches the client as it comes.
-func TestUnknownLengthResponseStreams(t *testing.T) {
-	release := make(chan struct{})
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.WriteString(w, "first\n")
-		w.(http.Flusher).Flush()
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-		_, _ = io.WriteString(w, "last\n")
-	}))
-	defer up.Close()
-	defer close(release)
-	uu, _ := url.Parse(up.URL)
-	f := newFixture(t, fixtureOpts{routes: func(*url.URL) []RouteConfig {
-		return []RouteConfig{{Name: "api", PathPrefix: "/", Upstreams: []*url.URL{uu}, Auth: AuthPublic}}
-	}})
-	resp := f.do(t, "GET", "/stream", "", nil)
-	line := make(chan string, 1)
-	go func() {
-		l, _ := bufio.NewReader(resp.Body).ReadString('\n')
-		line <- l
-	}()
-	select {
-	case l := <-line:
-		if strings.TrimSpace(l) != "first" {
-			t.Errorf("first line %q", l)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the first chunk did not arrive while the upstream was still writing")
+// TestStreamsFlushBeforeUpstreamFinishes: what must stream still does,
+// with FlushInterval 0: ReverseProxy flushes text/event-stream and
+// responses of unknown length as they arrive.
+func TestStreamsFlushBeforeUpstreamFinishes(t *testing.T) {
+	for _, tc := range []struct{ name, contentType, first string }{
+		{"server-sent events", "text/event-stream", "data: first"},
+		{"chunked response of unknown length", "", "first"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			release := make(chan struct{})
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if tc.contentType != "" {
+					w.Header().Set("Content-Type", tc.contentType)
+				}
+				_, _ = io.WriteString(w, tc.first+"\n\n")
+				w.(http.Flusher).Flush()
+				select {
+				case <-release:
+				case <-r.Context().Done():
+				}
+				_, _ = io.WriteString(w, "last\n")
+			}))
+			defer up.Close()
+			defer close(release)
+			uu, _ := url.Parse(up.URL)
+			f := newFixture(t, fixtureOpts{routes: func(*url.URL) []RouteConfig {
+				return []RouteConfig{{Name: "stream", PathPrefix: "/", Upstreams: []*url.URL{uu}}}
+			}})
+			resp := f.do(t, "GET", "/stream", f.issuer.Token(t, "svc-billing"), nil)
+			line := make(chan string, 1)
+			go func() {
+				l, _ := bufio.NewReader(resp.Body).ReadString('\n')
+				line <- l
+			}()
+			select {
+			case l := <-line:
+				if strings.TrimSpace(l) != tc.first {
+					t.Errorf("first line %q, want %q", l, tc.first)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the first chunk did not arrive while the upstream was still writing")
+			}
+		})
 	}
 }

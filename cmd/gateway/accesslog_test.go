@@ -126,18 +126,7 @@ func TestAccessLogIsCompleteAndStrict(t *testing.T) {
 		done <- result{code, stderr}
 	}()
 	gw := "http://" + env["GATEWAY_LISTEN"]
-	waitFor(t, "the gateway to listen", func() bool {
-		resp, err := http.Get(gw + "/")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil
-	})
-	code, tok, stderr := runCLI("token", "--client", "svc-billing", "--config", file)
-	if code != 0 {
-		t.Fatalf("token: exit %d: %s", code, stderr)
-	}
-	tok = strings.TrimSpace(tok)
+	tok := listeningToken(t, gw, file)
 
 	// 400 callers with a token (200), 100 without (401), from 8 clients
 	// at once: well past the 100 lines a second zap's sampler lets by.

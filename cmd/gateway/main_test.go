@@ -74,19 +74,7 @@ func TestMakeRunAndCurl(t *testing.T) {
 		done <- code
 	}()
 	gw := "http://" + env["GATEWAY_LISTEN"]
-	waitFor(t, "the gateway to listen", func() bool {
-		resp, err := http.Get(gw + "/")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil
-	})
-
-	code, tok, stderr := runCLI("token", "--client", "svc-billing", "--config", cfg)
-	if code != 0 {
-		t.Fatalf("token: exit %d: %s", code, stderr)
-	}
-	tok = strings.TrimSpace(tok)
+	tok := listeningToken(t, gw, cfg)
 
 	req, _ := http.NewRequest("GET", gw+"/anything", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
@@ -198,4 +186,22 @@ func TestVersionAndUnknownCommand(t *testing.T) {
 	if code, _, stderr := runCLI("frobnicate"); code != 2 || !strings.Contains(stderr, "unknown command") {
 		t.Errorf("unknown command: %d %q", code, stderr)
 	}
+}
+
+// listeningToken waits until the gateway at gw answers, then mints a dev
+// token for svc-billing with the CLI, as a user would.
+func listeningToken(t *testing.T, gw, cfg string) string {
+	t.Helper()
+	waitFor(t, "the gateway to listen", func() bool {
+		resp, err := http.Get(gw + "/")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	})
+	code, tok, stderr := runCLI("token", "--client", "svc-billing", "--config", cfg)
+	if code != 0 {
+		t.Fatalf("token: exit %d: %s", code, stderr)
+	}
+	return strings.TrimSpace(tok)
 }
