@@ -79,7 +79,16 @@ func (r *Resolver) Invalidate(ctx context.Context, c Caller) error {
 type Codec struct{}
 
 // Marshal implements cache.Codec.
-func (Codec) Marshal(m *Metadata) ([]byte, error) { return json.Marshal(m.Record) }
+// The record is rebuilt from the prepared JSON, which decodes to the same
+// maps (Prepare drops them).
+func (Codec) Marshal(m *Metadata) ([]byte, error) {
+	rec := struct {
+		Name         string          `json:"name,omitempty"`
+		Metadata     json.RawMessage `json:"metadata,omitempty"`
+		UserMetadata json.RawMessage `json:"user_metadata,omitempty"`
+	}{Name: m.Record.Name, Metadata: m.JSON, UserMetadata: m.UserJSON}
+	return json.Marshal(rec)
+}
 
 // Unmarshal implements cache.Codec.
 func (Codec) Unmarshal(b []byte) (*Metadata, error) {

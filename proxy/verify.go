@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/MicahParks/keyfunc/v3"
@@ -51,10 +53,14 @@ type Verifier struct {
 	issuers  map[string]*issuer
 	maxBytes int
 	cacheFor time.Duration
-	cache    *otter.Cache[string, *Token]
-	now      func() time.Time
-	peek     *jwt.Parser
-	stop     context.CancelFunc
+	// cache is keyed by the token's SHA-256, not the token: 32 bytes
+	// instead of ~650 per cached caller, and no bearer credential kept in
+	// memory. A key collision would need a SHA-256 collision.
+	cache *otter.Cache[tokenKey, *Token]
+	bufs  sync.Pool // *[]byte for keyOf
+	now   func() time.Time
+	peek  *jwt.Parser
+	stop  context.CancelFunc
 }
 
 type issuer struct {
@@ -62,6 +68,24 @@ type issuer struct {
 	keys    keyfunc.Keyfunc
 	parser  *jwt.Parser
 	allowed map[string]bool
+}
+
+// tokenKey is a verified token's cache key: its SHA-256.
+type tokenKey [sha256.Size]byte
+
+// keyOf hashes raw through a pooled buffer: sha256 takes bytes, and
+// converting the string would allocate on every request.
+func (v *Verifier) keyOf(raw string) tokenKey {
+	bp, _ := v.bufs.Get().(*[]byte)
+	if bp == nil {
+		b := make([]byte, 0, 2048)
+		bp = &b
+	}
+	b := append((*bp)[:0], raw...)
+	k := tokenKey(sha256.Sum256(b))
+	*bp = b
+	v.bufs.Put(bp)
+	return k
 }
 
 // jwksTimeout bounds one JWKS fetch and the wait for the unknown-kid
@@ -148,9 +172,9 @@ func NewVerifier(ctx context.Context, o VerifierOptions) (*Verifier, error) {
 			),
 		}
 	}
-	c, err := otter.New(&otter.Options[string, *Token]{
+	c, err := otter.New(&otter.Options[tokenKey, *Token]{
 		MaximumSize: o.CacheEntries,
-		ExpiryCalculator: otter.ExpiryCreatingFunc(func(e otter.Entry[string, *Token]) time.Duration {
+		ExpiryCalculator: otter.ExpiryCreatingFunc(func(e otter.Entry[tokenKey, *Token]) time.Duration {
 			return e.Value.cacheUntil.Sub(o.Now())
 		}),
 	})
@@ -215,7 +239,8 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Token, error) {
 		return nil, authErr(ReasonTooLarge, nil)
 	}
 	now := v.now()
-	if t, ok := v.cache.GetIfPresent(raw); ok && now.Before(t.cacheUntil) {
+	key := v.keyOf(raw)
+	if t, ok := v.cache.GetIfPresent(key); ok && now.Before(t.cacheUntil) {
 		return t, nil
 	}
 	t, err := v.verify(ctx, raw)
@@ -226,7 +251,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Token, error) {
 	if t.Expiry.Before(t.cacheUntil) {
 		t.cacheUntil = t.Expiry
 	}
-	v.cache.Set(raw, t)
+	v.cache.Set(key, t)
 	return t, nil
 }
 
