@@ -71,6 +71,9 @@ func Prepare(r Record) (*Metadata, error) {
 	}
 	sort.Strings(keys)
 	used := map[string]bool{}
+	// Sized once: append's doubling would leave up to half the array
+	// unused for as long as the caller stays cached.
+	m.Fields = make([]Field, 0, len(keys))
 	for _, k := range keys {
 		v, ok := scalar(r.Metadata[k])
 		if !ok {
@@ -81,7 +84,15 @@ func Prepare(r Record) (*Metadata, error) {
 			continue // two keys that fold to one name: the first (sorted) wins
 		}
 		used[name] = true
-		m.Fields = append(m.Fields, Field{Key: k, Name: name, Value: v, Values: oneValue(v)})
+		m.Fields = append(m.Fields, Field{Key: k, Name: name, Value: v})
+	}
+	// One backing array for every field's Values, each a slice of
+	// capacity 1 (an append copies): one allocation per caller, not one
+	// per field.
+	vals := make([]string, len(m.Fields))
+	for i := range m.Fields {
+		vals[i] = m.Fields[i].Value
+		m.Fields[i].Values = vals[i : i+1 : i+1]
 	}
 	m.NameValue = oneValue(r.Name)
 	m.JSONValue = oneValue(string(m.JSON))
