@@ -30,6 +30,7 @@ deps:
 test: deps
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 10m $(PKGS)
+	$(GO) test -count=1 -run 'Allocat' ./proxy/ ./internal/metrics/  # exact allocation budgets (the race detector's pools are lossy)
 	cd deploy && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 ## bench: the gateway against a bare httputil.ReverseProxy, in the same run

@@ -173,7 +173,11 @@ func TestHotPathAllocations(t *testing.T) {
 	b := testing.AllocsPerRun(200, func() { serveOnce(t, bare, token) })
 	g := testing.AllocsPerRun(200, func() { serveOnce(t, gw, token) })
 	t.Logf("allocs per request: bare %.0f, gateway %.0f", b, g)
-	if g-b > 4 {
-		t.Errorf("the gateway adds %.0f allocations per request to a bare proxy's, want at most 4", g-b)
+	budget := 4.0
+	if raceEnabled {
+		budget += 2 // the lossy pools (race_on_test.go); make test also runs this without -race
+	}
+	if g-b > budget {
+		t.Errorf("the gateway adds %.0f allocations per request to a bare proxy's, want at most %.0f", g-b, budget)
 	}
 }
