@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,10 +25,15 @@ type bodyReader struct {
 	timeout time.Duration
 	mu      sync.Mutex
 	err     error // the first read error other than io.EOF
+	// served is set when the handler has returned: the transport may go on
+	// reading the body, but a ResponseController must not be used then (the
+	// connection may already serve the client's next request).
+	served atomic.Bool
 }
 
 // newBodyReader wraps body; limit 0 means no size limit, timeout 0 no
-// timeout.
+// timeout. w must be net/http's own ResponseWriter, not a wrapper that
+// outlives the request in a pool.
 func newBodyReader(w http.ResponseWriter, body io.ReadCloser, limit int64, timeout time.Duration) *bodyReader {
 	if limit > 0 {
 		body = http.MaxBytesReader(w, body, limit)
@@ -40,14 +46,14 @@ func newBodyReader(w http.ResponseWriter, body io.ReadCloser, limit int64, timeo
 }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
-	if b.timeout > 0 {
+	if b.timeout > 0 && !b.served.Load() {
 		_ = b.rc.SetReadDeadline(time.Now().Add(b.timeout))
 	}
 	n, err := b.r.Read(p)
 	switch {
 	case err == nil:
 	case errors.Is(err, io.EOF):
-		if b.timeout > 0 {
+		if b.timeout > 0 && !b.served.Load() {
 			// The body is done: lift the deadline, or the server's
 			// background read would end long responses (streams) at it.
 			_ = b.rc.SetReadDeadline(time.Time{})

@@ -219,6 +219,9 @@ func (g *Gateway) getState(w http.ResponseWriter) *state {
 // allocated apart, because the transport may still read the body, and
 // hold the context, after RoundTrip returned.
 func (g *Gateway) putState(st *state) {
+	if st.body != nil {
+		st.body.served.Store(true)
+	}
 	*st = state{}
 	g.states.Put(st)
 }
@@ -278,7 +281,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 		return
 	}
 	if r.Body != nil && r.Body != http.NoBody {
-		st.body = newBodyReader(w, r.Body, rt.MaxBodyBytes, g.readTimeout)
+		// The connection's own writer, not the pooled recorder: the
+		// transport may read the body after this request's state is reused.
+		st.body = newBodyReader(st.rec.ResponseWriter, r.Body, rt.MaxBodyBytes, g.readTimeout)
 		r.Body = st.body
 	}
 	rt.proxy.ServeHTTP(w, r.WithContext(&stateCtx{Context: r.Context(), st: st}))
