@@ -201,3 +201,51 @@ func HeaderName(key string) string {
 	}
 	return strings.TrimSuffix(b.String(), "-")
 }
+
+// HeaderValue is the one rule for turning a JSON value (a metadata value
+// or a token claim) into a header value: strings, numbers and booleans as
+// they are, objects and arrays as compact JSON in pure ASCII (see
+// asciiJSON). Null and absent values give "", false.
+func HeaderValue(v any) (string, bool) {
+	if v == nil {
+		return "", false
+	}
+	if s, ok := scalar(v); ok {
+		return s, true
+	}
+	b, err := asciiJSON(v)
+	if err != nil {
+		return "", false
+	}
+	return string(b), true
+}
+
+// Select returns the allow-listed top-level keys of the metadata as a
+// compact JSON object, in the allow-list's order; keys the caller does
+// not have are left out ("{}" when none is present). It decodes JSON, so
+// it is for answers off the hot path (the token endpoint, /me), never
+// for every proxied request.
+func (m *Metadata) Select(keys []string) ([]byte, error) {
+	var all map[string]json.RawMessage
+	if len(m.JSON) > 0 {
+		if err := json.Unmarshal(m.JSON, &all); err != nil {
+			return nil, fmt.Errorf("decode prepared metadata: %w", err)
+		}
+	}
+	b := []byte{'{'}
+	for _, k := range keys {
+		v, ok := all[k]
+		if !ok {
+			continue
+		}
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		name, err := asciiJSON(k)
+		if err != nil {
+			return nil, err
+		}
+		b = append(append(append(b, name...), ':'), v...)
+	}
+	return append(b, '}'), nil
+}

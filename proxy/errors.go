@@ -82,7 +82,7 @@ func writeError(w http.ResponseWriter, status int, code, desc string) {
 // for a malformed Authorization header). With no token (reason "missing")
 // the challenge carries only the realm, as §3.1 asks; otherwise
 // error="invalid_token" and a short, safe description.
-func (g *Gateway) authRefusal(r Reason) *refusal {
+func (g *pipeline) authRefusal(r Reason) *refusal {
 	if r == ReasonMissing {
 		return &refusal{status: http.StatusUnauthorized, code: "unauthorized", desc: "An access token is required",
 			reason: r, challenge: `Bearer realm="` + g.realm + `"`}
@@ -97,7 +97,7 @@ func (g *Gateway) authRefusal(r Reason) *refusal {
 }
 
 // scopeRefusal is RFC 6750's insufficient_scope answer.
-func (g *Gateway) scopeRefusal(scope string) *refusal {
+func (g *pipeline) scopeRefusal(scope string) *refusal {
 	return &refusal{status: http.StatusForbidden, code: "insufficient_scope", desc: "The access token lacks a required scope",
 		reason: "insufficient_scope", challenge: `Bearer realm="` + g.realm + `", error="insufficient_scope", scope="` + scope + `"`}
 }

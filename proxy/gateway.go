@@ -95,20 +95,27 @@ type Options struct {
 	// untouched; otherwise the gateway joins the caller's trace and sends
 	// the upstream its own traceparent (see tracing.go).
 	TracerProvider trace.TracerProvider
+	// Endpoints are the gateway's own handlers on the public listener
+	// (the token endpoint, /.well-known/gateway/me, the assertion JWKS),
+	// by exact canonical path, compared like routes. They take
+	// precedence over every route and see the request before any
+	// credential is read: each reads what it needs itself.
+	Endpoints map[string]http.Handler
+	// Assertion, when not nil, signs the assertion sent to the upstream
+	// in Headers.Assertion for every request with a verified token.
+	Assertion AssertionSigner
 }
 
 // Gateway is the http.Handler that fronts the upstreams.
 type Gateway struct {
+	pipeline
 	routes         []*route
-	verifier       TokenVerifier
-	resolver       MetadataResolver
+	endpoints      []endpoint // gateway-owned handlers, before every route
+	assertion      AssertionSigner         // nil: no signed assertion
 	headers        *headerWriter
-	realm          string
-	forwardUnknown bool
 	trusted        []netip.Prefix
 	readTimeout    time.Duration
 	obs            Observer
-	log            *zap.Logger
 	access         *zap.Logger // nil: no access log
 	tracer         *tracer     // nil when tracing is off
 	states         sync.Pool   // *state, one per request in flight
@@ -127,17 +134,20 @@ func New(o Options) *Gateway {
 		o.Observer = nopObserver{}
 	}
 	g := &Gateway{
-		verifier:       o.Verifier,
-		resolver:       o.Resolver,
-		headers:        newHeaderWriter(o.Headers),
-		realm:          o.Realm,
-		forwardUnknown: o.ForwardUnknown,
-		trusted:        o.TrustedProxies,
-		readTimeout:    o.ReadTimeout,
-		obs:            o.Observer,
-		buffers:        newBufferPool(),
-		log:            o.Logger,
-		access:         o.AccessLog,
+		pipeline: pipeline{
+			verifier: o.Verifier, resolver: o.Resolver, realm: o.Realm,
+			forwardUnknown: o.ForwardUnknown, log: o.Logger,
+		},
+		headers:     newHeaderWriter(o.Headers),
+		assertion:   o.Assertion,
+		trusted:     o.TrustedProxies,
+		readTimeout: o.ReadTimeout,
+		obs:         o.Observer,
+		buffers:     newBufferPool(),
+		access:      o.AccessLog,
+	}
+	for path, h := range o.Endpoints {
+		g.endpoints = append(g.endpoints, endpoint{folded: canon.Fold(path), h: h})
 	}
 	for _, rc := range o.Routes {
 		rt := newRoute(rc)
@@ -161,6 +171,12 @@ func New(o Options) *Gateway {
 	return g
 }
 
+// endpoint is a gateway-owned handler at one exact path (Options.Endpoints).
+type endpoint struct {
+	folded string // the path, case-folded like route patterns
+	h      http.Handler
+}
+
 // state is what the gateway knows about one request (with its status
 // recorder and body reader, in one allocation): the request model every
 // stage reads and fills. It travels from ServeHTTP to Rewrite and the
@@ -173,12 +189,14 @@ type state struct {
 	method     string
 	path       canon.Path
 	route      *route
-	matched    int    // bytes of path.match the route pattern covered
+	endpoint   http.Handler // a gateway-owned endpoint instead of a route
+	matched    int          // bytes of path.match the route pattern covered
 	credential string // the bearer token, "" when none was sent
 	// What the stages decided.
-	token  *Token
-	md     *enrich.Metadata
-	target *target
+	token     *Token
+	md        *enrich.Metadata
+	assertion string // the signed assertion for the upstream, "" for none
+	target    *target
 	// for the access log and metrics
 	reason      Reason
 	clientError string
@@ -265,16 +283,36 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 	// The canonical method is the one the server and every later stage
 	// see (net/http itself reads r.Method, e.g. to send no body to HEAD).
 	r.Method = st.method
+	if st.endpoint != nil {
+		st.endpoint.ServeHTTP(w, r)
+		return
+	}
 	rt := st.route
 	if rt.Auth != AuthPublic {
-		if rf := g.authenticate(r.Context(), st); rf != nil {
+		t, rf := g.authenticate(r.Context(), st.credential, rt.Auth, &rt.Policy)
+		st.token = t
+		if rf != nil {
 			g.refuse(w, st, rf)
 			return
 		}
 	}
-	if rf := g.resolve(r.Context(), st); rf != nil {
+	md, rf := g.resolve(r.Context(), st.token)
+	if rf != nil {
 		g.refuse(w, st, rf)
 		return
+	}
+	st.md = md
+	if st.token != nil && g.assertion != nil {
+		a, err := g.assertion.Assertion(r.Context(), AssertionRequest{
+			Token: st.token, Metadata: md, Route: rt.Name, Audience: rt.AssertionAudience, MetadataKeys: rt.Policy.MetadataKeys,
+		})
+		if err != nil {
+			g.log.Error("signing the gateway assertion", zap.String("route", rt.Name), zap.Error(err))
+			g.refuse(w, st, &refusal{status: http.StatusServiceUnavailable, code: "assertion_unavailable",
+				desc: "The gateway cannot sign its assertion", retryAfter: "5"})
+			return
+		}
+		st.assertion = a
 	}
 	if rt.MaxBodyBytes > 0 && r.ContentLength > rt.MaxBodyBytes {
 		g.refuse(w, st, clientRefusal(http.StatusRequestEntityTooLarge, "request_too_large", "The request body is too large"))
@@ -292,51 +330,6 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 func (g *Gateway) refuse(w http.ResponseWriter, st *state, rf *refusal) {
 	st.reason, st.clientError = rf.reason, rf.clientError
 	rf.write(w)
-}
-
-// authenticate verifies the credential (the Verifier identifies the
-// caller) and applies the route's policy.
-func (g *Gateway) authenticate(ctx context.Context, st *state) *refusal {
-	if st.credential == "" {
-		if st.route.Auth == AuthRequired {
-			return g.authRefusal(ReasonMissing)
-		}
-		return nil
-	}
-	t, err := g.verifier.Verify(ctx, st.credential)
-	if err != nil {
-		var ae *AuthError
-		if !errors.As(err, &ae) {
-			ae = authErr(ReasonBadClaims, err)
-		}
-		g.log.Debug("token refused", zap.String("reason", string(ae.Reason)), zap.Error(ae.Err))
-		return g.authRefusal(ae.Reason)
-	}
-	st.token = t
-	return g.authorize(st.route, t)
-}
-
-// resolve finds the verified caller's metadata. A caller unknown to the
-// source, or whose issuer has no source, is refused or forwarded without
-// metadata, as metadata.on_unknown says.
-func (g *Gateway) resolve(ctx context.Context, st *state) *refusal {
-	if st.token == nil || g.resolver == nil {
-		return nil
-	}
-	md, err := g.resolver.Resolve(ctx, st.token.Caller)
-	switch {
-	case err == nil:
-		st.md = md
-	case errors.Is(err, enrich.ErrUnknownCaller):
-		if !g.forwardUnknown {
-			return &refusal{status: http.StatusForbidden, code: "unknown_caller", desc: "The caller is not known to the gateway"}
-		}
-	default:
-		g.log.Warn("metadata unavailable", zap.String("caller_id", st.token.Caller.Key()), zap.Error(err))
-		return &refusal{status: http.StatusServiceUnavailable, code: "metadata_unavailable",
-			desc: "Caller metadata is temporarily unavailable", retryAfter: "5"}
-	}
-	return nil
 }
 
 // rewrite builds the outgoing request from the canonical one. ReverseProxy
@@ -379,6 +372,9 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	}
 	if st.token != nil {
 		g.headers.set(pr.Out.Header, st.token, st.md, rt.allow)
+		if st.assertion != "" {
+			pr.Out.Header[g.headers.cfg.Assertion] = []string{st.assertion}
+		}
 	}
 	if g.tracer != nil {
 		g.tracer.startUpstream(pr, st)

@@ -36,6 +36,13 @@ type HeaderConfig struct {
 	UserMetadataJSON string
 	MaxValueBytes    int
 	MaxJSONBytes     int
+	// Claims maps a token claim to the header that carries it (the
+	// Verifier extracts the claims: VerifierOptions.Claims).
+	Claims map[string]string
+	// Assertion is the header of the signed gateway assertion. It is
+	// removed from every request, whatever the namespace, so a client
+	// can never hand the upstream an assertion of its own.
+	Assertion string
 }
 
 // headerWriter is the one place trusted headers are removed and set.
@@ -71,7 +78,8 @@ func newHeaderWriter(cfg HeaderConfig) *headerWriter {
 // the real one.
 func (hw *headerWriter) strip(h http.Header, trustedPeer bool) {
 	for k := range h {
-		if hw.namespaced(k) || !trustedPeer && hw.untrusted(k) || aliasOfForwarded(k) {
+		if hw.namespaced(k) || !trustedPeer && hw.untrusted(k) || aliasOfForwarded(k) ||
+			hw.cfg.Assertion != "" && headername.Equal(k, hw.cfg.Assertion) {
 			delete(h, k)
 		}
 	}
@@ -121,6 +129,10 @@ func (hw *headerWriter) set(h http.Header, t *Token, md *enrich.Metadata, allow 
 	}
 	hw.put(h, c.Scopes, t.ScopeHeader, t.scopeValue)
 	hw.put(h, c.Issuer, t.Issuer, t.issuerValue)
+	for i := range t.Claims {
+		cl := &t.Claims[i]
+		hw.put(h, c.Claims[cl.Name], cl.Value, cl.values)
+	}
 	if md == nil {
 		return
 	}

@@ -26,6 +26,10 @@ type Token struct {
 	ScopeHeader string
 	Audience    []string
 	Expiry      time.Time
+	// Claims are the token's claims that VerifierOptions.Claims asked
+	// for, as header values (enrich.HeaderValue), in that order; absent
+	// and null claims are left out.
+	Claims []ClaimValue
 
 	cacheUntil time.Time
 	// The forwarded values (Caller.Kind, ClientID, Caller.ID, ScopeHeader)
@@ -53,6 +57,15 @@ func (t *Token) HasScope(s string) bool {
 		}
 	}
 	return false
+}
+
+// ClaimValue is one claim of a token, in its header form.
+type ClaimValue struct {
+	Name  string
+	Value string
+	// values is Value as a one-element slice, shared by every request
+	// with this token (see headerWriter.put).
+	values []string
 }
 
 const clientsSuffix = "@clients"

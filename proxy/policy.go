@@ -7,8 +7,7 @@ import (
 
 // authorize is the policy stage: a verified token against the route's
 // policy. It returns nil when the caller may pass.
-func (g *Gateway) authorize(rt *route, t *Token) *refusal {
-	p := &rt.Policy
+func (g *pipeline) authorize(p *Policy, t *Token) *refusal {
 	if len(p.Audiences) > 0 && !anyAudience(t, p.Audiences) {
 		return g.authRefusal(ReasonBadAudience)
 	}

@@ -71,6 +71,12 @@ func (g *Gateway) interpret(r *http.Request, st *state) *refusal {
 	if why := canon.CheckQuery(r.URL.RawQuery); why != "" {
 		return clientRefusal(http.StatusBadRequest, "invalid_query", string(why))
 	}
+	for _, ep := range g.endpoints {
+		if n, ok := canon.FoldPrefix(p.Match, ep.folded); ok && n == len(p.Match) {
+			st.endpoint = ep.h
+			return nil
+		}
+	}
 	st.route, st.matched = g.match(st.method, r.Host, p.Match)
 	if rf := g.checkCompat(st, r.Host); rf != nil {
 		return rf

@@ -48,6 +48,9 @@ type RouteConfig struct {
 	// MaxUpstreamConns caps connections to each of this route's targets;
 	// 0 keeps the shared transport's cap.
 	MaxUpstreamConns int
+	// AssertionAudience is the aud of the gateway assertion on this route
+	// (Options.Assertion).
+	AssertionAudience string
 }
 
 // Policy is what a caller must bring to pass a route.

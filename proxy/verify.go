@@ -1,11 +1,15 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +18,8 @@ import (
 	"github.com/maypok86/otter/v2"
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
+
+	"github.com/metagate/gateway/enrich"
 )
 
 // IssuerConfig is one trusted issuer, already validated.
@@ -43,6 +49,9 @@ type VerifierOptions struct {
 	// OnJWKSFetch is called when a JWKS fetch starts, whatever its outcome
 	// (metrics: with the failures it gives the failure ratio).
 	OnJWKSFetch func(issuer string)
+	// Claims are the claim names kept with each verified token for
+	// headers.claims (Token.Claims).
+	Claims []string
 }
 
 // Verifier turns a bearer token into a verified Token. It trusts a fixed set
@@ -61,6 +70,9 @@ type Verifier struct {
 	now   func() time.Time
 	peek  *jwt.Parser
 	stop  context.CancelFunc
+	// claimNames are VerifierOptions.Claims; empty: the payload is not
+	// decoded a second time.
+	claimNames []string
 }
 
 type issuer struct {
@@ -130,7 +142,8 @@ func NewVerifier(ctx context.Context, o VerifierOptions) (*Verifier, error) {
 		now:      o.Now,
 		// Strict base64url: a token has one spelling, so a signature with
 		// altered padding bits neither verifies nor fills the cache again.
-		peek: jwt.NewParser(jwt.WithStrictDecoding()),
+		peek:       jwt.NewParser(jwt.WithStrictDecoding()),
+		claimNames: append([]string(nil), o.Claims...),
 	}
 	for _, ic := range o.Issuers {
 		ic := ic
@@ -280,7 +293,56 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Token, error) {
 	if err != nil {
 		return nil, authErr(ReasonBadClaims, err)
 	}
+	if len(v.claimNames) > 0 {
+		if t.Claims, err = v.extraClaims(raw); err != nil {
+			return nil, authErr(ReasonBadClaims, err)
+		}
+	}
 	return t, nil
+}
+
+// Check verifies a raw token like Verify, without the verified-token
+// cache: for a token the gateway only inspects (the token endpoint's
+// answer), which must be neither remembered nor looked up.
+func (v *Verifier) Check(ctx context.Context, raw string) (*Token, error) {
+	if len(raw) > v.maxBytes {
+		return nil, authErr(ReasonTooLarge, nil)
+	}
+	return v.verify(ctx, raw)
+}
+
+// extraClaims reads the claims headers.claims names from the verified
+// payload, in their header form. It runs once per token, when the token
+// is verified; its requests then share the values.
+func (v *Verifier) extraClaims(raw string) ([]ClaimValue, error) {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return nil, errors.New("token is not a JWS compact serialization")
+	}
+	payload, err := base64.RawURLEncoding.Strict().DecodeString(parts[1])
+	if err != nil {
+		return nil, fmt.Errorf("decode payload: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	var all map[string]any
+	if err := dec.Decode(&all); err != nil {
+		return nil, fmt.Errorf("decode payload: %w", err)
+	}
+	var out []ClaimValue
+	for _, name := range v.claimNames {
+		val, ok := enrich.HeaderValue(all[name])
+		if !ok {
+			continue
+		}
+		out = append(out, ClaimValue{Name: name, Value: val})
+	}
+	vals := make([]string, len(out))
+	for i := range out {
+		vals[i] = out[i].Value
+		out[i].values = vals[i : i+1 : i+1]
+	}
+	return out, nil
 }
 
 // checkHeader rejects what the JOSE header may smuggle in: algorithms the

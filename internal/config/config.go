@@ -20,6 +20,10 @@ type Config struct {
 	Routes       []Route      `yaml:"routes"`
 	DemoUpstream DemoUpstream `yaml:"demo_upstream"`
 	Tracing      Tracing      `yaml:"tracing"`
+	// The optional features beyond headers (features.go).
+	TokenEndpoint TokenEndpoint `yaml:"token_endpoint"`
+	SelfService   SelfService   `yaml:"self_service"`
+	Assertion     Assertion     `yaml:"assertion"`
 
 	// File is the path the config was loaded from, for messages.
 	File string `yaml:"-"`
@@ -222,6 +226,11 @@ type Headers struct {
 	UserMetadataJSON string `yaml:"user_metadata_json"`
 	MaxValueBytes    int    `yaml:"max_value_bytes"`
 	MaxJSONBytes     int    `yaml:"max_json_bytes"`
+	// Claims maps a token claim (namespaced custom claims included, e.g.
+	// https://example.com/org) to a header inside the namespace. Strings,
+	// numbers and booleans are sent as they are, objects and arrays as
+	// compact JSON, sanitised like metadata values.
+	Claims map[string]string `yaml:"claims"`
 }
 
 // Route sends matching requests to an upstream under a policy.
@@ -337,6 +346,14 @@ func Default() Config {
 		},
 		DemoUpstream: DemoUpstream{Listen: "127.0.0.1:8082"},
 		Tracing:      Tracing{ServiceName: "gateway", SampleRatio: 1, Timeout: Duration(10 * time.Second)},
+		TokenEndpoint: TokenEndpoint{
+			Path: "/oauth/token", Field: "metadata", MaxBodyBytes: 64 << 10, Timeout: Duration(10 * time.Second),
+		},
+		SelfService: SelfService{Path: "/.well-known/gateway/me"},
+		Assertion: Assertion{
+			Header: "X-Gateway-Assertion", TTL: Duration(time.Minute), KeyFile: ".gateway/assertion-key.pem",
+			Algorithm: "ES256", Issuer: "urn:metagate:gateway",
+		},
 	}
 }
 

@@ -80,6 +80,7 @@ func Parse(file string, raw []byte, lookupEnv func(string) (string, bool)) (*Con
 	for i := range cfg.Issuers {
 		issuerDefaults(&cfg.Issuers[i])
 	}
+	featureDefaults(&cfg)
 	if errs := cfg.validate(); len(errs) > 0 {
 		return nil, errs
 	}
@@ -251,7 +252,7 @@ func yamlFields(t reflect.Type) map[string]reflect.Type {
 	return out
 }
 
-func sortedKeys(m map[string]reflect.Type) []string {
+func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)

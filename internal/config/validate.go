@@ -126,6 +126,7 @@ func (cfg *Config) validate() Errors {
 	cfg.checkMetadata(c)
 	cfg.checkCache(c)
 	cfg.checkHeaders(c)
+	cfg.checkFeatures(c)
 	if len(cfg.Routes) == 0 {
 		c.add("routes", "at least one route is required")
 	}
@@ -434,12 +435,9 @@ func (cfg *Config) checkHeaders(c *checker) {
 	for i, ns := range h.Namespace {
 		c.headerName(fmt.Sprintf("headers.namespace[%d]", i), ns)
 	}
-	named := map[string]string{
-		"headers.client_id": h.ClientID, "headers.issuer": h.Issuer, "headers.client_name": h.ClientName, "headers.kind": h.Kind,
-		"headers.scopes": h.Scopes, "headers.user_id": h.UserID, "headers.metadata_prefix": h.MetadataPrefix,
-		"headers.metadata_json": h.MetadataJSON, "headers.user_metadata_json": h.UserMetadataJSON,
-	}
-	for path, name := range named {
+	named := append(h.identityNames(), namedHeader{"headers.metadata_prefix", h.MetadataPrefix})
+	for _, n := range named {
+		path, name := n.key, n.name
 		if name == "" {
 			continue // an empty name turns that header off
 		}
