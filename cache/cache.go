@@ -602,6 +602,19 @@ func (t *Tiered[V]) Invalidate(ctx context.Context, key string) error {
 	return nil
 }
 
+// FreshFor is how much longer the value L1 holds for key stays fresh
+// (served without a refresh): 0 when L1 does not hold it, or holds it
+// stale or negative. Answers that may be cached downstream (the caller's
+// own endpoint) use it as their max-age, so nobody keeps a value longer
+// than the gateway would.
+func (t *Tiered[V]) FreshFor(key string) time.Duration {
+	e, ok := t.l1.GetIfPresent(key)
+	if !ok || e.negative {
+		return 0
+	}
+	return max(t.opts.TTL-max(t.now().Sub(e.fetchedAt), 0), 0)
+}
+
 // Close stops background refreshes and Redis writes and waits for them; it
 // does not close the Redis client (the caller owns it). After Close, Get
 // still answers from L1 and otherwise calls the loader on the caller's

@@ -249,3 +249,14 @@ func (m *Metadata) Select(keys []string) ([]byte, error) {
 	}
 	return append(b, '}'), nil
 }
+
+// Get returns the scalar metadata value for key (as forwarded in its
+// header), for code that reads one value: enrich.FromContext users.
+// Nested objects and arrays are only in JSON.
+func (m *Metadata) Get(key string) (string, bool) {
+	i := sort.Search(len(m.Fields), func(i int) bool { return m.Fields[i].Key >= key })
+	if i < len(m.Fields) && m.Fields[i].Key == key {
+		return m.Fields[i].Value, true
+	}
+	return "", false
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/metagate/gateway/cache"
 )
@@ -66,6 +67,12 @@ func (r *Resolver) Resolve(ctx context.Context, c Caller) (*Metadata, error) {
 		return nil, fmt.Errorf("resolve %s %q: %w", c.Kind, c.ID, err)
 	}
 	return md, nil
+}
+
+// FreshFor is how much longer the caller's cached metadata stays fresh
+// (0 when nothing fresh is cached); see cache.Tiered.FreshFor.
+func (r *Resolver) FreshFor(c Caller) time.Duration {
+	return r.cache.FreshFor(c.Key())
 }
 
 // Invalidate forgets what is cached about a caller, in every tier, so the

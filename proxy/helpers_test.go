@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sort"
 
 	"go.uber.org/zap"
 	"net/http"
@@ -111,8 +112,11 @@ type fixtureOpts struct {
 	forwardUnknown bool
 	routes         func(up *url.URL) []RouteConfig
 	resolver       MetadataResolver
-	extraKeys      []string // algorithms of keys published before the verifier starts
-	trusted        []string // trusted proxy CIDRs
+	extraKeys      []string          // algorithms of keys published before the verifier starts
+	trusted        []string          // trusted proxy CIDRs
+	claims         map[string]string // headers.claims
+	// endpoints are the gateway-owned handlers, built once the verifier is.
+	endpoints func(f *fixture) map[string]http.Handler
 }
 
 func newFixture(t *testing.T, o fixtureOpts) *fixture {
@@ -135,6 +139,7 @@ func newFixture(t *testing.T, o fixtureOpts) *fixture {
 			Algorithms: o.algorithms, Leeway: 5 * time.Second, JWKSRefresh: time.Hour, UnknownKIDRefresh: o.unknownKID,
 		}},
 		MaxTokenBytes: 16 << 10,
+		Claims:        sortedClaimNames(o.claims),
 	})
 	if err != nil {
 		t.Fatalf("NewVerifier: %v", err)
@@ -154,10 +159,16 @@ func newFixture(t *testing.T, o fixtureOpts) *fixture {
 	for _, p := range o.trusted {
 		trusted = append(trusted, netip.MustParsePrefix(p))
 	}
+	hc := defaultHeaders()
+	hc.Claims = o.claims
+	var eps map[string]http.Handler
+	if o.endpoints != nil {
+		eps = o.endpoints(f)
+	}
 	gw := New(Options{
 		TrustedProxies: trusted,
-		Routes:         routes, Verifier: v, Resolver: res, Headers: defaultHeaders(),
-		Realm: "gateway", ForwardUnknown: o.forwardUnknown,
+		Routes:         routes, Verifier: v, Resolver: res, Headers: hc,
+		Realm: "gateway", ForwardUnknown: o.forwardUnknown, Endpoints: eps,
 	})
 	f.gw = httptest.NewServer(gw)
 	t.Cleanup(f.gw.Close)
@@ -187,6 +198,15 @@ func (f *fixture) do(t *testing.T, method, path, token string, hdr http.Header) 
 }
 
 func nopLogger() *zap.Logger { return zap.NewNop() }
+
+func sortedClaimNames(m map[string]string) []string {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
+}
 
 // writeCert writes a fresh self-signed certificate for cn into dir.
 func writeCert(t *testing.T, dir, name, cn string) (certFile, keyFile string) {

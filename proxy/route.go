@@ -104,13 +104,20 @@ func newRoute(rc RouteConfig) *route {
 			rt.methods[canon.Method(m)] = true
 		}
 	}
-	if rc.Policy.MetadataKeys != nil {
-		rt.allow = map[string]bool{}
-		for _, k := range rc.Policy.MetadataKeys {
-			rt.allow[k] = true
-		}
-	}
+	rt.allow = rc.Policy.allowSet()
 	return rt
+}
+
+// allowSet is MetadataKeys as a set, nil when every key is forwarded.
+func (p *Policy) allowSet() map[string]bool {
+	if p.MetadataKeys == nil {
+		return nil
+	}
+	allow := make(map[string]bool, len(p.MetadataKeys))
+	for _, k := range p.MetadataKeys {
+		allow[k] = true
+	}
+	return allow
 }
 
 // matches reports whether the route takes a request with the canonical

@@ -3,6 +3,8 @@ package app
 import (
 	"context"
 	"fmt"
+	"maps"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"reflect"
@@ -100,7 +102,19 @@ func (a *App) retire(old, next *generation) {
 }
 
 func sameVerifierConfig(a, b *config.Config) bool {
-	return reflect.DeepEqual(a.Issuers, b.Issuers) && a.Server.MaxTokenBytes == b.Server.MaxTokenBytes
+	return reflect.DeepEqual(a.Issuers, b.Issuers) && a.Server.MaxTokenBytes == b.Server.MaxTokenBytes &&
+		slices.Equal(claimNames(a), claimNames(b))
+}
+
+// claimNames are the claims headers.claims forwards, sorted: the
+// Verifier keeps them with each verified token.
+func claimNames(cfg *config.Config) []string {
+	names := make([]string, 0, len(cfg.Headers.Claims))
+	for k := range cfg.Headers.Claims {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	return names
 }
 
 func sameResolverConfig(a, b *config.Config) bool {
@@ -122,6 +136,7 @@ func (a *App) buildVerifier(ctx context.Context, cfg *config.Config) (*verifierP
 		Logger:             a.log.Named("jwks"),
 		OnJWKSRefreshError: a.metrics.JWKSFailure,
 		OnJWKSFetch:        a.metrics.JWKSFetch,
+		Claims:             claimNames(cfg),
 	})
 	if err != nil {
 		stop()
@@ -253,7 +268,9 @@ func (a *App) buildGateway(cfg *config.Config, g *generation) (*proxy.Gateway, e
 			ClientID: h.ClientID, Issuer: h.Issuer, ClientName: h.ClientName,
 			Kind: h.Kind, Scopes: h.Scopes, UserID: h.UserID, MetadataPrefix: h.MetadataPrefix,
 			MetadataJSON: h.MetadataJSON, UserMetadataJSON: h.UserMetadataJSON, MaxValueBytes: h.MaxValueBytes, MaxJSONBytes: h.MaxJSONBytes,
+			Claims: maps.Clone(h.Claims),
 		},
+		Endpoints: a.endpoints(cfg, g, resolver),
 		Realm:          cfg.Server.Realm,
 		ReadTimeout:    cfg.Server.ReadTimeout.D(),
 		ForwardUnknown: cfg.Metadata.OnUnknown == "forward",
@@ -266,6 +283,20 @@ func (a *App) buildGateway(cfg *config.Config, g *generation) (*proxy.Gateway, e
 		AccessLog:      a.access,
 		TracerProvider: a.tracing.TracerProvider(),
 	}), nil
+}
+
+// endpoints are the gateway's own handlers on the public listener, for
+// the features that are on.
+func (a *App) endpoints(cfg *config.Config, g *generation, resolver proxy.MetadataResolver) map[string]http.Handler {
+	eps := map[string]http.Handler{}
+	if s := cfg.SelfService; s.Enabled {
+		eps[s.Path] = proxy.NewSelfService(proxy.SelfServiceOptions{
+			Verifier: g.verifier.v, Resolver: resolver, Realm: cfg.Server.Realm,
+			ForwardUnknown: cfg.Metadata.OnUnknown == "forward",
+			MetadataKeys:   s.MetadataKeys, CORSOrigins: s.CORSOrigins, Logger: a.log.Named("self_service"),
+		})
+	}
+	return eps
 }
 
 func routeConfig(i int, r config.Route) (proxy.RouteConfig, error) {

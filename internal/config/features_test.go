@@ -1,0 +1,60 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestFeatureDefaults(t *testing.T) {
+	cfg, err := Parse("gw.yaml", []byte(minimal+"token_endpoint: {enabled: true, metadata_keys: [tier]}\nself_service: {enabled: true, metadata_keys: [plan]}\nassertion: {enabled: true}\n"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if te := cfg.TokenEndpoint; te.Path != "/oauth/token" || te.Target != "https://tenant.auth0.com/oauth/token" || te.Field != "metadata" {
+		t.Errorf("token_endpoint defaults: %+v", te)
+	}
+	if cfg.SelfService.Path != "/.well-known/gateway/me" {
+		t.Errorf("self_service.path = %q", cfg.SelfService.Path)
+	}
+	if a := cfg.Assertion; a.Header != "X-Gateway-Assertion" || a.TTL.D().String() != "1m0s" || a.Algorithm != "ES256" || a.KeyFile == "" {
+		t.Errorf("assertion defaults: %+v", a)
+	}
+}
+
+func TestFeatureErrorsNameTheKey(t *testing.T) {
+	cases := []struct {
+		name string
+		doc  string
+		want []string
+	}{
+		{"token endpoint without allow-list", "token_endpoint: {enabled: true}\n", []string{"gw.yaml", "token_endpoint.metadata_keys", "is required"}},
+		{"token endpoint field is standard", "token_endpoint: {enabled: true, metadata_keys: [a], field: access_token}\n", []string{"token_endpoint.field", "standard token response field"}},
+		{"token endpoint target over http", "token_endpoint: {enabled: true, metadata_keys: [a], target: http://idp.example/oauth/token}\n", []string{"token_endpoint.target", "plain http"}},
+		{"token endpoint path not canonical", "token_endpoint: {enabled: true, metadata_keys: [a], path: /oauth/../token}\n", []string{"token_endpoint.path"}},
+		{"two features on one path", "token_endpoint: {enabled: true, metadata_keys: [a], path: /me}\nself_service: {enabled: true, metadata_keys: [a], path: /ME}\n", []string{"self_service.path", "token_endpoint.path"}},
+		{"self service without allow-list", "self_service: {enabled: true}\n", []string{"self_service.metadata_keys", "is required"}},
+		{"self service wildcard origin", "self_service: {enabled: true, metadata_keys: [a], cors_origins: ['*']}\n", []string{"self_service.cors_origins[0]", "wildcard"}},
+		{"self service origin with a path", "self_service: {enabled: true, metadata_keys: [a], cors_origins: ['https://app.example.com/x']}\n", []string{"self_service.cors_origins[0]", "not an origin"}},
+		{"self service on the JWKS path", "assertion: {enabled: true}\nself_service: {enabled: true, metadata_keys: [a], path: /.well-known/gateway/jwks.json}\n", []string{"self_service.path", "assertion JWKS"}},
+		{"assertion header is an identity header", "assertion: {enabled: true, header: x-client-id}\n", []string{"assertion.header", "headers.client_id"}},
+		{"assertion ttl too long", "assertion: {enabled: true, ttl: 2h}\n", []string{"assertion.ttl", "between 5s and 1h"}},
+		{"assertion algorithm", "assertion: {enabled: true, algorithm: RS256}\n", []string{"assertion.algorithm", "ES256, EdDSA"}},
+		{"claim header outside the namespace", "headers:\n  claims: {'https://example.com/org': X-Org}\n", []string{`headers.claims["https://example.com/org"]`, "outside headers.namespace"}},
+		{"claim header under the metadata prefix", "headers:\n  claims: {org: X-Client-Metadata-Org}\n", []string{`headers.claims["org"]`, "metadata_prefix"}},
+		{"claim header is an identity header", "headers:\n  claims: {org: X_Client_Id}\n", []string{`headers.claims["org"]`, "headers.client_id"}},
+		{"two claims on one header", "headers:\n  claims: {a: X-Client-Org, b: x-client-org}\n", []string{`headers.claims["b"]`, `headers.claims["a"]`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("gw.yaml", []byte(minimal+tc.doc), env(nil))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\ndoes not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
