@@ -391,6 +391,24 @@ func NewRedisClient(rawURL string, timeout time.Duration) (redis.UniversalClient
 	if timeout <= 0 {
 		return nil, fmt.Errorf("cache: Redis timeout must be > 0, got %s", timeout)
 	}
+	newClient, err := parseRedisURL(rawURL, knobs{timeout: timeout})
+	if err != nil {
+		return nil, err
+	}
+	return newClient(), nil
+}
+
+// CheckRedisURL reports what NewRedisClient would refuse in rawURL, without
+// building a client: config validation uses it, so `gateway check` accepts
+// exactly the URLs the cache can use.
+func CheckRedisURL(rawURL string) error {
+	_, err := parseRedisURL(rawURL, knobs{timeout: time.Second})
+	return err
+}
+
+// parseRedisURL reads rawURL into the go-redis options of its scheme and
+// returns the constructor of that client.
+func parseRedisURL(rawURL string, k knobs) (func() redis.UniversalClient, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		var uerr *url.Error
@@ -400,7 +418,6 @@ func NewRedisClient(rawURL string, timeout time.Duration) (redis.UniversalClient
 		return nil, fmt.Errorf("cache: parse Redis URL: %w", err)
 	}
 	redacted := u.Redacted()
-	k := knobs{timeout: timeout}
 	switch u.Scheme {
 	case "redis", "rediss", "unix":
 		o, err := redis.ParseURL(rawURL)
@@ -409,7 +426,7 @@ func NewRedisClient(rawURL string, timeout time.Duration) (redis.UniversalClient
 		}
 		k.apply(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout,
 			&o.ContextTimeoutEnabled, &o.MaxRetries, &o.DialerRetries, &o.PoolSize, &o.MaxActiveConns, &o.DisableIdentity)
-		return redis.NewClient(o), nil
+		return func() redis.UniversalClient { return redis.NewClient(o) }, nil
 	case "redis-sentinel", "rediss-sentinel":
 		o, err := redis.ParseFailoverURL(withScheme(u, strings.TrimSuffix(u.Scheme, "-sentinel")))
 		if err != nil {
@@ -420,7 +437,7 @@ func NewRedisClient(rawURL string, timeout time.Duration) (redis.UniversalClient
 		}
 		k.apply(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout,
 			&o.ContextTimeoutEnabled, &o.MaxRetries, &o.DialerRetries, &o.PoolSize, &o.MaxActiveConns, &o.DisableIdentity)
-		return redis.NewFailoverClient(o), nil
+		return func() redis.UniversalClient { return redis.NewFailoverClient(o) }, nil
 	case "redis-cluster", "rediss-cluster":
 		o, err := redis.ParseClusterURL(withScheme(u, strings.TrimSuffix(u.Scheme, "-cluster")))
 		if err != nil {
@@ -428,7 +445,7 @@ func NewRedisClient(rawURL string, timeout time.Duration) (redis.UniversalClient
 		}
 		k.apply(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout,
 			&o.ContextTimeoutEnabled, &o.MaxRetries, &o.DialerRetries, &o.PoolSize, &o.MaxActiveConns, &o.DisableIdentity)
-		return redis.NewClusterClient(o), nil
+		return func() redis.UniversalClient { return redis.NewClusterClient(o) }, nil
 	default:
 		return nil, fmt.Errorf("cache: Redis URL %s: unsupported scheme %q (want redis, rediss, unix, redis-sentinel, rediss-sentinel, redis-cluster or rediss-cluster)", redacted, u.Scheme)
 	}

@@ -58,3 +58,30 @@ func TestFeatureErrorsNameTheKey(t *testing.T) {
 		})
 	}
 }
+
+// TestRedisURLsAsDeployed: check accepts every Redis URL form the cache
+// can use (the README documents them), and names the key otherwise.
+func TestRedisURLsAsDeployed(t *testing.T) {
+	for _, u := range []string{
+		"redis://127.0.0.1:6379/0", "rediss://:secret@redis.example:6380/1", "unix:///run/redis.sock?db=2",
+		"redis-sentinel://10.0.0.1:26379?master_name=mymaster&addr=10.0.0.2:26379",
+		"redis-cluster://10.0.0.1:7000?addr=10.0.0.2:7000&addr=10.0.0.3:7000",
+	} {
+		if _, err := Parse("gw.yaml", []byte(minimal+"cache:\n  redis:\n    url: "+u+"\n"), env(nil)); err != nil {
+			t.Errorf("%s refused: %v", u, err)
+		}
+	}
+	for u, want := range map[string]string{
+		"redis-sentinel://10.0.0.1:26379":        "master_name",
+		"http://127.0.0.1:6379":                  "unsupported scheme",
+		"redis://:hunter2@127.0.0.1:6379/notadb": "cache.redis.url",
+	} {
+		_, err := Parse("gw.yaml", []byte(minimal+"cache:\n  redis:\n    url: "+u+"\n"), env(nil))
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "cache.redis.url") {
+			t.Errorf("%s: error %v, want one naming cache.redis.url and %q", u, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("the error shows the password: %v", err)
+		}
+	}
+}

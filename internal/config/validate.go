@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/metagate/gateway/cache"
+
 	"github.com/metagate/gateway/internal/gctune"
 	"github.com/metagate/gateway/internal/headername"
 	"github.com/metagate/gateway/proxy/canon"
@@ -414,9 +416,8 @@ func (cfg *Config) checkCache(c *checker) {
 		c.add("cache.max_entries", "must be positive, got %d", k.MaxEntries)
 	}
 	if k.Redis.URL != "" {
-		u, err := url.Parse(k.Redis.URL)
-		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
-			c.add("cache.redis.url", "must look like redis://host:port/db or rediss://host:port/db")
+		if err := cache.CheckRedisURL(k.Redis.URL); err != nil {
+			c.add("cache.redis.url", "%v", err)
 		}
 		if k.Redis.Timeout <= 0 {
 			c.add("cache.redis.timeout", "must be positive")
