@@ -75,6 +75,16 @@ func (r *Resolver) FreshFor(c Caller) time.Duration {
 	return r.cache.FreshFor(c.Key())
 }
 
+// InvalidateAll forgets every cached caller, in every tier.
+func (r *Resolver) InvalidateAll(ctx context.Context) error {
+	return r.cache.InvalidateAll(ctx)
+}
+
+// Entry is what the in-process tier holds about a caller, for operators.
+func (r *Resolver) Entry(c Caller) (cache.Entry[*Metadata], bool) {
+	return r.cache.Peek(c.Key())
+}
+
 // Invalidate forgets what is cached about a caller, in every tier, so the
 // next request asks the source again.
 func (r *Resolver) Invalidate(ctx context.Context, c Caller) error {

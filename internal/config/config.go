@@ -24,6 +24,8 @@ type Config struct {
 	TokenEndpoint TokenEndpoint `yaml:"token_endpoint"`
 	SelfService   SelfService   `yaml:"self_service"`
 	Assertion     Assertion     `yaml:"assertion"`
+	// Many replicas (replicas.go).
+	Invalidation Invalidation `yaml:"invalidation"`
 
 	// File is the path the config was loaded from, for messages.
 	File string `yaml:"-"`
@@ -188,6 +190,7 @@ type Auth0Source struct {
 	Burst               int      `yaml:"burst"`
 	Timeout             Duration `yaml:"timeout"`
 	MaxRetries          int      `yaml:"max_retries"`
+	Circuit             Circuit  `yaml:"circuit"`
 }
 
 // Cache sizes the two metadata cache tiers.
@@ -197,7 +200,10 @@ type Cache struct {
 	StaleWhileRevalidate Duration `yaml:"stale_while_revalidate"`
 	StaleIfError         Duration `yaml:"stale_if_error"`
 	MaxEntries           int      `yaml:"max_entries"`
-	Redis                Redis    `yaml:"redis"`
+	// ErrorTTL remembers a failed origin lookup per caller: requests in
+	// that window get 503 at once instead of calling again (0: off).
+	ErrorTTL Duration `yaml:"error_ttl"`
+	Redis    Redis    `yaml:"redis"`
 }
 
 // Redis is the optional shared L2 tier. An empty URL means no Redis.
@@ -205,6 +211,11 @@ type Redis struct {
 	URL     string   `yaml:"url"`
 	Prefix  string   `yaml:"prefix"`
 	Timeout Duration `yaml:"timeout"`
+	// ClaimTTL bounds the fleet-wide claim a replica takes before asking
+	// the origin about a caller no replica has cached: the other
+	// replicas wait for its answer instead of calling too. A holder that
+	// dies releases the claim when it expires.
+	ClaimTTL Duration `yaml:"claim_ttl"`
 }
 
 // Headers names the trusted headers and bounds their size.
@@ -319,6 +330,7 @@ func Default() Config {
 				Burst:         2,
 				Timeout:       Duration(5 * time.Second),
 				MaxRetries:    2,
+				Circuit:       Circuit{Threshold: 5, OpenFor: Duration(10 * time.Second)},
 			},
 		},
 		Cache: Cache{
@@ -327,7 +339,8 @@ func Default() Config {
 			StaleWhileRevalidate: Duration(time.Minute),
 			StaleIfError:         Duration(time.Hour),
 			MaxEntries:           100_000,
-			Redis:                Redis{Prefix: "gateway", Timeout: Duration(100 * time.Millisecond)},
+			ErrorTTL:             Duration(5 * time.Second),
+			Redis:                Redis{Prefix: "gateway", Timeout: Duration(100 * time.Millisecond), ClaimTTL: Duration(10 * time.Second)},
 		},
 		Headers: Headers{
 			Namespace:        []string{"X-Client-", "X-User-"},
@@ -349,7 +362,8 @@ func Default() Config {
 		TokenEndpoint: TokenEndpoint{
 			Path: "/oauth/token", Field: "metadata", MaxBodyBytes: 64 << 10, Timeout: Duration(10 * time.Second),
 		},
-		SelfService: SelfService{Path: "/.well-known/gateway/me"},
+		SelfService:  SelfService{Path: "/.well-known/gateway/me"},
+		Invalidation: invalidationDefaults(),
 		Assertion: Assertion{
 			Header: "X-Gateway-Assertion", TTL: Duration(time.Minute), KeyFile: ".gateway/assertion-key.pem",
 			Algorithm: "ES256", Issuer: "urn:metagate:gateway",

@@ -129,6 +129,7 @@ func (cfg *Config) validate() Errors {
 	cfg.checkCache(c)
 	cfg.checkHeaders(c)
 	cfg.checkFeatures(c)
+	cfg.checkReplicas(c)
 	if len(cfg.Routes) == 0 {
 		c.add("routes", "at least one route is required")
 	}
@@ -489,6 +490,7 @@ func (cfg *Config) loadSecrets() error {
 		}
 	}
 	read("metadata.auth0.client_secret_file", cfg.Metadata.Auth0.ClientSecretFile, &cfg.Metadata.Auth0.ClientSecret)
+	cfg.replicaSecrets(c, read)
 	for i := range cfg.DevIssuer.Clients {
 		cl := &cfg.DevIssuer.Clients[i]
 		read(fmt.Sprintf("dev_issuer.clients[%d].secret_file", i), cl.SecretFile, &cl.Secret)
