@@ -31,3 +31,18 @@ func FromContext(ctx context.Context) (*Identity, bool) {
 	id, ok := ctx.Value(identityKey{}).(*Identity)
 	return id, ok && id != nil
 }
+
+type refreshKey struct{}
+
+// WithRefresh marks ctx as the refresh of a caller that is already
+// cached (its stale value is being served meanwhile). Sources with a call
+// budget give refreshes priority over misses for new callers.
+func WithRefresh(ctx context.Context) context.Context {
+	return context.WithValue(ctx, refreshKey{}, true)
+}
+
+// IsRefresh reports whether ctx is a refresh (WithRefresh).
+func IsRefresh(ctx context.Context) bool {
+	v, _ := ctx.Value(refreshKey{}).(bool)
+	return v
+}

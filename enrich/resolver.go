@@ -41,6 +41,11 @@ func (r *Resolver) lookup(ctx context.Context, key string) (*Metadata, error) {
 	if err != nil {
 		return nil, err
 	}
+	if e, ok := r.cache.Peek(key); ok && !e.Negative {
+		// The cache still serves a value for this caller: this load is
+		// its refresh, which a budgeted source serves first.
+		ctx = WithRefresh(ctx)
+	}
 	rec, err := r.src.Lookup(ctx, c)
 	if errors.Is(err, ErrUnknownCaller) {
 		return nil, fmt.Errorf("%w: %w", cache.ErrNotFound, err)

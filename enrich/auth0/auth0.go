@@ -113,6 +113,15 @@ type Options struct {
 	// endpoint ("clients", "users" or "token"), the status (0 for a
 	// network error or timeout) and the duration.
 	Observe func(endpoint string, status int, d time.Duration)
+	// CircuitThreshold consecutive failed calls (5xx, timeouts,
+	// connection failures) open the circuit for CircuitOpenFor (default
+	// 10s): no call goes out meanwhile but one probe per period, and
+	// lookups fail at once with ErrUnavailable. 0: no circuit.
+	CircuitThreshold int
+	CircuitOpenFor   time.Duration
+	// OnCircuit, when set, is told each state change: CircuitOpen,
+	// CircuitHalfOpen, CircuitClosed.
+	OnCircuit func(state string)
 	// OnBudgetWait, when set, is called each time a Management API call
 	// finds the client-side token bucket empty and has to wait for it (or
 	// is refused because its context ends first).
@@ -136,8 +145,9 @@ type Source struct {
 	observe      func(string, int, time.Duration)
 	onBudgetWait func()
 
-	tokens *tokenCache
-	block  blocker
+	tokens  *tokenCache
+	block   blocker
+	circuit *circuit
 }
 
 // New validates opts, applies defaults and returns a Source. It makes no
@@ -167,6 +177,11 @@ func New(opts Options) (*Source, error) {
 		return nil, fmt.Errorf("auth0: Burst must not be negative, got %d", opts.Burst)
 	case opts.Timeout < 0:
 		return nil, fmt.Errorf("auth0: Timeout must not be negative, got %s", opts.Timeout)
+	case opts.CircuitThreshold < 0 || opts.CircuitOpenFor < 0:
+		return nil, fmt.Errorf("auth0: CircuitThreshold and CircuitOpenFor must not be negative")
+	}
+	if opts.CircuitOpenFor == 0 {
+		opts.CircuitOpenFor = 10 * time.Second
 	}
 	if opts.RatePerSecond == 0 {
 		opts.RatePerSecond = DefaultRatePerSecond
@@ -207,6 +222,7 @@ func New(opts Options) (*Source, error) {
 		now:          opts.Now,
 		observe:      opts.Observe,
 		onBudgetWait: opts.OnBudgetWait,
+		circuit:      &circuit{threshold: opts.CircuitThreshold, openFor: opts.CircuitOpenFor, onState: opts.OnCircuit},
 	}
 	if s.onBudgetWait == nil {
 		s.onBudgetWait = func() {}

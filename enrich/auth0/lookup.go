@@ -67,6 +67,10 @@ func (l *lookup) fail(sentinel, cause error) error {
 }
 
 func (l *lookup) run(ctx context.Context) (enrich.Record, error) {
+	if ok, _ := l.circuit.peek(l.now()); !ok {
+		// Fail before taking a token: an open circuit costs nothing.
+		return enrich.Record{}, l.fail(ErrUnavailable, errCircuitOpen)
+	}
 	reauthed := false
 	for attempt, retries := 1, 0; ; attempt++ {
 		if until, blocked := l.block.blockedUntil(l.now()); blocked {
@@ -106,15 +110,21 @@ func (l *lookup) attempt(ctx context.Context, reauthed *bool) (rec enrich.Record
 		if err != nil {
 			return enrich.Record{}, retryableToken(err), l.tokenError(err)
 		}
-		if !l.limiter.Allow() {
-			// Out of budget: this call waits (or, when the wait would
-			// outlast ctx, is refused). Either way operators should see it.
-			l.onBudgetWait()
-			if err := l.limiter.Wait(ctx); err != nil {
-				return enrich.Record{}, false, l.fail(ErrRateLimited, fmt.Errorf("client-side budget: %w", err))
-			}
+		// Out of budget, this call waits (or, when the wait would outlast
+		// ctx, is refused); operators see it either way (OnBudgetWait).
+		if err := l.takeBudget(ctx); err != nil {
+			return enrich.Record{}, false, l.fail(ErrRateLimited, fmt.Errorf("client-side budget: %w", err))
+		}
+		ok, probe := l.circuit.allow(l.now())
+		if !ok {
+			return enrich.Record{}, false, l.fail(ErrUnavailable, errCircuitOpen)
 		}
 		status, header, body, err := l.get(ctx, tok)
+		if err != nil && ctx.Err() != nil {
+			l.circuit.abandon(probe) // our caller left: that says nothing about Auth0
+		} else {
+			l.circuit.result(l.now(), probe, err != nil || status >= 500)
+		}
 		switch {
 		case errors.Is(err, errBodyTooLarge):
 			return enrich.Record{}, false, l.fail(ErrUnavailable, err)

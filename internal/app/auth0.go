@@ -10,7 +10,7 @@ import (
 	"github.com/metagate/gateway/internal/config"
 )
 
-func newAuth0Source(c config.Auth0Source, log *zap.Logger, observe func(string, int, time.Duration), onBudgetWait func()) (*auth0.Source, error) {
+func newAuth0Source(c config.Auth0Source, log *zap.Logger, observe func(string, int, time.Duration), onBudgetWait func(), onCircuit func(string)) (*auth0.Source, error) {
 	retries := c.MaxRetries
 	if retries == 0 {
 		retries = -1 // config 0 means no retries; the source reads 0 as "default"
@@ -29,6 +29,9 @@ func newAuth0Source(c config.Auth0Source, log *zap.Logger, observe func(string, 
 		Logger:              log,
 		Observe:             observe,
 		OnBudgetWait:        onBudgetWait,
+		CircuitThreshold:    c.Circuit.Threshold,
+		CircuitOpenFor:      c.Circuit.OpenFor.D(),
+		OnCircuit:           onCircuit,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("metadata.auth0: %w", err)

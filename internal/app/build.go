@@ -180,7 +180,7 @@ func (a *App) buildResolver(cfg *config.Config) (p *resolverPart, err error) {
 		}
 		src = enrich.NewLocalSource(clients, users)
 	case "auth0":
-		s, err := newAuth0Source(m.Auth0, a.log.Named("auth0"), a.metrics.Auth0Call, a.metrics.RateBudgetWait)
+		s, err := newAuth0Source(m.Auth0, a.log.Named("auth0"), a.metrics.Auth0Call, a.metrics.RateBudgetWait, a.metrics.Circuit)
 		if err != nil {
 			return nil, err
 		}
@@ -270,7 +270,7 @@ func (a *App) buildGateway(cfg *config.Config, g *generation) (*proxy.Gateway, e
 			MetadataJSON: h.MetadataJSON, UserMetadataJSON: h.UserMetadataJSON, MaxValueBytes: h.MaxValueBytes, MaxJSONBytes: h.MaxJSONBytes,
 			Claims: maps.Clone(h.Claims),
 		},
-		Endpoints: a.endpoints(cfg, g, resolver),
+		Endpoints:      a.endpoints(cfg, g, resolver),
 		Realm:          cfg.Server.Realm,
 		ReadTimeout:    cfg.Server.ReadTimeout.D(),
 		ForwardUnknown: cfg.Metadata.OnUnknown == "forward",

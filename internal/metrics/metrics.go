@@ -37,6 +37,7 @@ type Metrics struct {
 	jwksFailures   *prometheus.CounterVec
 	jwksFetches    *prometheus.CounterVec
 	reloads        *prometheus.CounterVec
+	replicas       replicas
 }
 
 // New registers every collector, plus the Go and process collectors.
@@ -99,6 +100,10 @@ func New() *Metrics {
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.authFailures, m.upstreamErrors, m.clientErrors, m.cacheLookups,
 		m.redisErrors, m.auth0Calls, m.auth0Latency, m.auth0Waits, m.jwksFailures, m.jwksFetches, m.reloads, gcPercent, memoryLimit,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		f(c)
+	}
+	m.replicas = newReplicas()
+	for _, c := range m.replicas.collectors() {
 		f(c)
 	}
 	return m
