@@ -98,6 +98,8 @@ func TestMakeRunAndCurl(t *testing.T) {
 		}
 	}
 
+	checkTokenEndpointAndMe(t, gw)
+
 	// No token: 401 with a Bearer challenge.
 	resp, err = http.Get(gw + "/anything")
 	if err != nil {

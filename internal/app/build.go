@@ -259,6 +259,10 @@ func (a *App) buildGateway(cfg *config.Config, g *generation) (*proxy.Gateway, e
 	if g.resolver.resolver != nil {
 		resolver = g.resolver.resolver
 	}
+	eps, err := a.endpoints(cfg, g, resolver)
+	if err != nil {
+		return nil, err
+	}
 	return proxy.New(proxy.Options{
 		Routes:   routes,
 		Verifier: g.verifier.v,
@@ -270,7 +274,7 @@ func (a *App) buildGateway(cfg *config.Config, g *generation) (*proxy.Gateway, e
 			MetadataJSON: h.MetadataJSON, UserMetadataJSON: h.UserMetadataJSON, MaxValueBytes: h.MaxValueBytes, MaxJSONBytes: h.MaxJSONBytes,
 			Claims: maps.Clone(h.Claims),
 		},
-		Endpoints:      a.endpoints(cfg, g, resolver),
+		Endpoints:      eps,
 		Realm:          cfg.Server.Realm,
 		ReadTimeout:    cfg.Server.ReadTimeout.D(),
 		ForwardUnknown: cfg.Metadata.OnUnknown == "forward",
@@ -287,8 +291,15 @@ func (a *App) buildGateway(cfg *config.Config, g *generation) (*proxy.Gateway, e
 
 // endpoints are the gateway's own handlers on the public listener, for
 // the features that are on.
-func (a *App) endpoints(cfg *config.Config, g *generation, resolver proxy.MetadataResolver) map[string]http.Handler {
+func (a *App) endpoints(cfg *config.Config, g *generation, resolver proxy.MetadataResolver) (map[string]http.Handler, error) {
 	eps := map[string]http.Handler{}
+	h, err := a.tokenEndpointHandler(cfg, g.verifier.v, resolver)
+	if err != nil {
+		return nil, err
+	}
+	if h != nil {
+		eps[cfg.TokenEndpoint.Path] = h
+	}
 	if s := cfg.SelfService; s.Enabled {
 		eps[s.Path] = proxy.NewSelfService(proxy.SelfServiceOptions{
 			Verifier: g.verifier.v, Resolver: resolver, Realm: cfg.Server.Realm,
@@ -296,7 +307,7 @@ func (a *App) endpoints(cfg *config.Config, g *generation, resolver proxy.Metada
 			MetadataKeys:   s.MetadataKeys, CORSOrigins: s.CORSOrigins, Logger: a.log.Named("self_service"),
 		})
 	}
-	return eps
+	return eps, nil
 }
 
 func routeConfig(i int, r config.Route) (proxy.RouteConfig, error) {

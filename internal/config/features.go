@@ -109,6 +109,9 @@ func (cfg *Config) checkFeatures(c *checker) {
 	if t := cfg.TokenEndpoint; t.Enabled {
 		path("token_endpoint.path", t.Path)
 		keys("token_endpoint.metadata_keys", t.MetadataKeys)
+		if cfg.Metadata.Source == "none" {
+			c.add("token_endpoint.enabled", "needs a metadata source (metadata.source is none)")
+		}
 		switch {
 		case t.Target != "":
 			c.httpURL("token_endpoint.target", t.Target)

@@ -38,6 +38,7 @@ type Metrics struct {
 	jwksFetches    *prometheus.CounterVec
 	reloads        *prometheus.CounterVec
 	replicas       replicas
+	features       features
 }
 
 // New registers every collector, plus the Go and process collectors.
@@ -102,8 +103,8 @@ func New() *Metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
-	m.replicas = newReplicas()
-	for _, c := range m.replicas.collectors() {
+	m.replicas, m.features = newReplicas(), newFeatures()
+	for _, c := range append(m.replicas.collectors(), m.features.collectors()...) {
 		f(c)
 	}
 	return m
