@@ -50,3 +50,36 @@ func checkTokenEndpointAndMe(t *testing.T, gw string) {
 		t.Errorf("/me: %d %s", resp.StatusCode, body)
 	}
 }
+
+// checkInvalidateCLI drives `gateway invalidate` against make run's admin
+// listener: the cached caller is gone, and a wrong token is refused.
+func checkInvalidateCLI(t *testing.T, admin string) {
+	t.Helper()
+	const tok = "dev-admin-token-change-me"
+	entry := func() string {
+		req, _ := http.NewRequest("GET", admin+"/admin/cache/entry?kind=client&id=svc-billing", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if e := entry(); !strings.Contains(e, `"cached":true`) {
+		t.Fatalf("svc-billing is not cached after its requests: %s", e)
+	}
+	if code, out, stderr := runCLI("invalidate", "--client", "svc-billing", "--admin", admin, "--token", tok); code != 0 || !strings.Contains(out, `"id":"svc-billing"`) {
+		t.Fatalf("invalidate: exit %d: %s%s", code, out, stderr)
+	}
+	if e := entry(); !strings.Contains(e, `"cached":false`) {
+		t.Errorf("svc-billing still cached after gateway invalidate: %s", e)
+	}
+	if code, _, stderr := runCLI("invalidate", "--all", "--admin", admin, "--token", "wrong-token"); code != 1 || !strings.Contains(stderr, "401") {
+		t.Errorf("wrong token: exit %d: %s", code, stderr)
+	}
+	if code, _, _ := runCLI("invalidate", "--admin", admin, "--token", tok); code != 2 {
+		t.Errorf("invalidate without a target: exit %d, want 2 (usage)", code)
+	}
+}

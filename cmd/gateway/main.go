@@ -56,6 +56,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = token(args, stdout)
 	case "health":
 		err = health(args, stdout)
+	case "invalidate":
+		err = invalidate(args, stdout)
 	case "version":
 		fmt.Fprintln(stdout, "gateway", version)
 	case "help", "-h", "--help":
@@ -92,6 +94,8 @@ func usage(w io.Writer) {
   gateway health  [--addr HOST:PORT] [--ready]
                                     probe the admin listener: exit 0 when healthy
                                     (for Docker HEALTHCHECK: the image has no curl)
+  gateway invalidate --client ID | --user ID | --all [--admin URL] [--token T]
+                                    forget a cached caller on every replica (admin API)
   gateway version
 `)
 }

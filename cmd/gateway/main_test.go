@@ -99,6 +99,7 @@ func TestMakeRunAndCurl(t *testing.T) {
 	}
 
 	checkTokenEndpointAndMe(t, gw)
+	checkInvalidateCLI(t, "http://"+env["GATEWAY_ADMIN_LISTEN"])
 
 	// No token: 401 with a Bearer challenge.
 	resp, err = http.Get(gw + "/anything")

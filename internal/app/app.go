@@ -26,6 +26,7 @@ import (
 	"github.com/metagate/gateway/internal/demo"
 	"github.com/metagate/gateway/internal/devissuer"
 	"github.com/metagate/gateway/internal/gctune"
+	"github.com/metagate/gateway/internal/invalidation"
 	"github.com/metagate/gateway/internal/metrics"
 	"github.com/metagate/gateway/internal/tracing"
 	"github.com/metagate/gateway/proxy"
@@ -254,6 +255,16 @@ func (a *App) adminHandler(withPprof bool) http.Handler {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
+	// The cache admin API of the live generation (404 while it is off).
+	serveAdmin := func(w http.ResponseWriter, r *http.Request) {
+		if h := a.live.Load().admin; h != nil {
+			h.ServeHTTP(w, r)
+			return
+		}
+		http.NotFound(w, r)
+	}
+	mux.HandleFunc(invalidation.PathCache, serveAdmin)
+	mux.HandleFunc(invalidation.PathCache+"/", serveAdmin)
 	if withPprof {
 		// Registered by hand: the gateway never serves http.DefaultServeMux.
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)

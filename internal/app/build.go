@@ -16,6 +16,7 @@ import (
 	"github.com/metagate/gateway/cache"
 	"github.com/metagate/gateway/enrich"
 	"github.com/metagate/gateway/internal/config"
+	"github.com/metagate/gateway/internal/invalidation"
 	"github.com/metagate/gateway/proxy"
 )
 
@@ -28,6 +29,9 @@ type generation struct {
 	verifier *verifierPart
 	resolver *resolverPart
 	gw       *proxy.Gateway
+	// admin is the cache admin API (nil: invalidation.admin_token unset),
+	// served on the admin listener by the generation that is live.
+	admin http.Handler
 }
 
 // verifierPart is the JWKS-backed verifier with the context that keeps its
@@ -82,6 +86,7 @@ func (a *App) build(ctx context.Context, cfg *config.Config, prev *generation) (
 	if g.gw, err = a.buildGateway(cfg, g); err != nil {
 		return nil, err
 	}
+	g.admin = a.adminAPI(cfg, g)
 	return g, nil
 }
 
@@ -300,6 +305,14 @@ func (a *App) endpoints(cfg *config.Config, g *generation, resolver proxy.Metada
 	if h != nil {
 		eps[cfg.TokenEndpoint.Path] = h
 	}
+	inv, _ := resolver.(invalidation.Invalidator)
+	if ls := cfg.Invalidation.Auth0LogStream; ls.Authorization != "" && inv != nil {
+		eps[ls.Path] = invalidation.NewLogStream(invalidation.LogStreamOptions{
+			Authorization: ls.Authorization, Issuers: a.metadataIssuers(cfg), MaxBodyBytes: ls.MaxBodyBytes,
+			Invalidator: inv, Logger: a.log.Named("log_stream"),
+			OnLine: a.metrics.LogStreamEntry, OnInvalidate: a.metrics.Invalidation,
+		})
+	}
 	if s := cfg.SelfService; s.Enabled {
 		eps[s.Path] = proxy.NewSelfService(proxy.SelfServiceOptions{
 			Verifier: g.verifier.v, Resolver: resolver, Realm: cfg.Server.Realm,
@@ -308,6 +321,18 @@ func (a *App) endpoints(cfg *config.Config, g *generation, resolver proxy.Metada
 		})
 	}
 	return eps, nil
+}
+
+// adminAPI is the generation's cache admin API, nil when it is off.
+func (a *App) adminAPI(cfg *config.Config, g *generation) http.Handler {
+	inv, _ := g.resolver.resolver.(invalidation.Invalidator)
+	if cfg.Invalidation.AdminToken == "" || inv == nil {
+		return nil
+	}
+	return invalidation.NewAdmin(invalidation.AdminOptions{
+		Token: cfg.Invalidation.AdminToken, Issuers: a.metadataIssuers(cfg), Invalidator: inv,
+		Logger: a.log.Named("admin"), OnInvalidate: a.metrics.Invalidation,
+	})
 }
 
 func routeConfig(i int, r config.Route) (proxy.RouteConfig, error) {

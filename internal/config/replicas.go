@@ -1,6 +1,9 @@
 package config
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Invalidation is how a change made in Auth0 reaches every replica before
 // its cached copy expires: a receiver for Auth0's log stream and an admin
@@ -48,6 +51,12 @@ func (cfg *Config) checkReplicas(c *checker) {
 		if ls.MaxBodyBytes < 1024 || ls.MaxBodyBytes > 64<<20 {
 			c.add("invalidation.auth0_log_stream.max_body_bytes", "must be between 1024 and 67108864, got %d", ls.MaxBodyBytes)
 		}
+	}
+	if on := ls.Authorization != "" || ls.AuthorizationFile != ""; on && cfg.Metadata.Source == "none" {
+		c.add("invalidation.auth0_log_stream", "needs a metadata source (metadata.source is none): there is nothing to invalidate")
+	}
+	if on := ls.Authorization != "" || ls.AuthorizationFile != ""; on && !strings.HasPrefix(ls.Path, "/") {
+		c.add("invalidation.auth0_log_stream.path", "%q must start with /", ls.Path)
 	}
 	if cfg.Invalidation.AdminToken != "" && cfg.Invalidation.AdminTokenFile != "" {
 		c.add("invalidation", "set admin_token or admin_token_file, not both")

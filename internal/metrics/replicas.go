@@ -10,6 +10,7 @@ type replicas struct {
 	busMessages   *prometheus.CounterVec
 	claims        *prometheus.CounterVec
 	circuit       *prometheus.GaugeVec
+	logStream     *prometheus.CounterVec
 }
 
 // circuitStates are the values of gateway_auth0_circuit_state's label.
@@ -30,6 +31,9 @@ func newReplicas() replicas {
 			Name: "gateway_auth0_circuit_state", Help: "1 for the Management API circuit's current state (closed, open, half_open), 0 for the others.",
 		}, []string{"state"}),
 	}
+	r.logStream = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gateway_log_stream_entries_total", Help: "Auth0 log stream entries received, by result: applied (a changed client or user was invalidated), ignored (another event), malformed (skipped).",
+	}, []string{"result"})
 	for _, s := range []string{"published", "applied"} {
 		r.busMessages.WithLabelValues(s)
 	}
@@ -38,7 +42,7 @@ func newReplicas() replicas {
 }
 
 func (r replicas) collectors() []prometheus.Collector {
-	return []prometheus.Collector{r.invalidations, r.busMessages, r.claims, r.circuit}
+	return []prometheus.Collector{r.invalidations, r.busMessages, r.claims, r.circuit, r.logStream}
 }
 
 func (r replicas) setCircuit(state string) {
@@ -62,3 +66,6 @@ func (m *Metrics) Claim(outcome string) { m.replicas.claims.WithLabelValues(outc
 
 // Circuit records the Management API circuit's new state.
 func (m *Metrics) Circuit(state string) { m.replicas.setCircuit(state) }
+
+// LogStreamEntry counts an Auth0 log stream entry by result.
+func (m *Metrics) LogStreamEntry(result string) { m.replicas.logStream.WithLabelValues(result).Inc() }
