@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -81,5 +82,32 @@ func checkInvalidateCLI(t *testing.T, admin string) {
 	}
 	if code, _, _ := runCLI("invalidate", "--admin", admin, "--token", tok); code != 2 {
 		t.Errorf("invalidate without a target: exit %d, want 2 (usage)", code)
+	}
+}
+
+// checkAssertion: make run's demo upstream received a gateway assertion,
+// signed with a key published on both listeners.
+func checkAssertion(t *testing.T, gw, admin, assertion string) {
+	t.Helper()
+	parts := strings.Split(assertion, ".")
+	if len(parts) != 3 {
+		t.Fatalf("the upstream got no assertion: %q", assertion)
+	}
+	hdr, err := base64.RawURLEncoding.DecodeString(parts[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h struct{ Alg, Kid string }
+	_ = json.Unmarshal(hdr, &h)
+	for _, base := range []string{gw, admin} {
+		resp, err := http.Get(base + "/.well-known/gateway/jwks.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || h.Alg != "ES256" || !strings.Contains(string(body), `"kid":"`+h.Kid+`"`) {
+			t.Errorf("%s JWKS: %d %s; assertion header %+v", base, resp.StatusCode, body, h)
+		}
 	}
 }

@@ -35,6 +35,7 @@ func shippedEnv(t *testing.T) map[string]string {
 		"DEV_ISSUER_LISTEN":    freeAddr(t),
 		"DEMO_LISTEN":          freeAddr(t),
 		"DEV_KEY_FILE":         filepath.Join(t.TempDir(), "dev-key.pem"),
+		"ASSERTION_KEY_FILE":   filepath.Join(t.TempDir(), "assertion-key.pem"),
 	}
 	for k, v := range env {
 		t.Setenv(k, v)
@@ -98,6 +99,7 @@ func TestMakeRunAndCurl(t *testing.T) {
 		}
 	}
 
+	checkAssertion(t, gw, "http://"+env["GATEWAY_ADMIN_LISTEN"], echo.Headers["X-Gateway-Assertion"])
 	checkTokenEndpointAndMe(t, gw)
 	checkInvalidateCLI(t, "http://"+env["GATEWAY_ADMIN_LISTEN"])
 

@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/net/netutil"
 
+	"github.com/metagate/gateway/internal/assertion"
 	"github.com/metagate/gateway/internal/config"
 	"github.com/metagate/gateway/internal/demo"
 	"github.com/metagate/gateway/internal/devissuer"
@@ -66,6 +67,10 @@ type App struct {
 	transport *http.Transport
 	tracing   *tracing.Provider   // fixed for the process: tracing is restart-only
 	devIssuer *proxy.IssuerConfig // fixed for the process, like its listener
+	// assertion signs the gateway assertion (nil unless assertion.enabled);
+	// it lives for the process so retired keys stay published across
+	// reloads.
+	assertion *assertion.Signer
 
 	// bg carries the background work of every generation (JWKS refresh,
 	// cache refresh); it ends with Shutdown, not with the caller's ctx.
@@ -152,6 +157,12 @@ func New(ctx context.Context, cfg *config.Config, o Options) (a *App, err error)
 		if err := a.listen(cfg, "demo upstream", cfg.DemoUpstream.Listen, demo.Handler(), true); err != nil {
 			return nil, err
 		}
+	}
+	if a.assertion, err = newAssertionSigner(cfg.Assertion, o.Logger.Named("assertion")); err != nil {
+		return nil, err
+	}
+	if a.assertion != nil {
+		a.closers = append(a.closers, func() error { a.assertion.Close(); return nil })
 	}
 	g, err := a.build(a.bg, cfg, nil)
 	if err != nil {
@@ -262,6 +273,9 @@ func (a *App) adminHandler(withPprof bool) http.Handler {
 			return
 		}
 		http.NotFound(w, r)
+	}
+	if a.assertion != nil {
+		mux.Handle("GET "+config.AssertionJWKSPath, a.assertion.JWKSHandler())
 	}
 	mux.HandleFunc(invalidation.PathCache, serveAdmin)
 	mux.HandleFunc(invalidation.PathCache+"/", serveAdmin)

@@ -73,6 +73,13 @@ func (a *App) build(ctx context.Context, cfg *config.Config, prev *generation) (
 			a.retire(g, prev)
 		}
 	}()
+	if prev != nil {
+		// Replacing assertion.key_file and reloading rotates the key; the
+		// old one stays published, so a failed build after it is harmless.
+		if err := reloadAssertionKey(a.assertion); err != nil {
+			return nil, err
+		}
+	}
 	if prev != nil && sameVerifierConfig(prev.cfg, cfg) {
 		g.verifier = prev.verifier
 	} else if g.verifier, err = a.buildVerifier(ctx, cfg); err != nil {
@@ -253,6 +260,7 @@ func (a *App) buildGateway(cfg *config.Config, g *generation) (*proxy.Gateway, e
 		if err != nil {
 			return nil, err
 		}
+		rc.AssertionAudience = assertionAudience(cfg.Assertion, r)
 		routes = append(routes, rc)
 	}
 	var trusted []netip.Prefix
@@ -277,8 +285,9 @@ func (a *App) buildGateway(cfg *config.Config, g *generation) (*proxy.Gateway, e
 			ClientID: h.ClientID, Issuer: h.Issuer, ClientName: h.ClientName,
 			Kind: h.Kind, Scopes: h.Scopes, UserID: h.UserID, MetadataPrefix: h.MetadataPrefix,
 			MetadataJSON: h.MetadataJSON, UserMetadataJSON: h.UserMetadataJSON, MaxValueBytes: h.MaxValueBytes, MaxJSONBytes: h.MaxJSONBytes,
-			Claims: maps.Clone(h.Claims),
+			Claims: maps.Clone(h.Claims), Assertion: assertionHeader(cfg.Assertion),
 		},
+		Assertion:      assertionSigner(a.assertion),
 		Endpoints:      eps,
 		Realm:          cfg.Server.Realm,
 		ReadTimeout:    cfg.Server.ReadTimeout.D(),
@@ -298,6 +307,9 @@ func (a *App) buildGateway(cfg *config.Config, g *generation) (*proxy.Gateway, e
 // the features that are on.
 func (a *App) endpoints(cfg *config.Config, g *generation, resolver proxy.MetadataResolver) (map[string]http.Handler, error) {
 	eps := map[string]http.Handler{}
+	if a.assertion != nil {
+		eps[config.AssertionJWKSPath] = a.assertion.JWKSHandler()
+	}
 	h, err := a.tokenEndpointHandler(cfg, g.verifier.v, resolver)
 	if err != nil {
 		return nil, err

@@ -138,6 +138,9 @@ var restartOnly = []struct {
 	{"server.idle_timeout", func(c *config.Config) any { return c.Server.IdleTimeout }},
 	{"server.watch_config", func(c *config.Config) any { return c.Server.WatchConfig }},
 	{"server.pprof", func(c *config.Config) any { return c.Server.Pprof }},
+	// The signer is built once (its retired keys must outlive reloads);
+	// header and audience are read per generation and may change.
+	{"assertion", func(c *config.Config) any { x := c.Assertion; x.Header, x.Audience = "", ""; return x }},
 	{"server.gc_percent", func(c *config.Config) any { return c.Server.GCPercent }},
 	{"server.memory_limit", func(c *config.Config) any { return c.Server.MemoryLimit }},
 	{"log", func(c *config.Config) any { return c.Log }},

@@ -1,6 +1,7 @@
 // Command upstream-go is the smallest useful API behind the metagate
 // gateway: it reads who is calling from the X-Client-* headers the gateway
-// sets, and never parses or verifies a JWT itself.
+// sets or, with GATEWAY_JWKS_URL, from the assertion the gateway signs,
+// and never verifies the caller's access token itself.
 //
 // # Why it may trust these headers, and when it may not
 //
@@ -18,7 +19,8 @@
 //
 // If the API is reachable any other way, anyone can send
 // "X-Client-Id: svc-admin" and these headers are worthless: verify the
-// bearer token (the gateway forwards Authorization unchanged) instead.
+// gateway's signed assertion instead (below), or the bearer token (the
+// gateway forwards Authorization unchanged).
 //
 // Try it locally behind `make run`'s gateway (whose dev issuer already uses
 // 127.0.0.1:8081, the sidecar default): from deploy/,
@@ -26,6 +28,30 @@
 //	LISTEN_ADDR=127.0.0.1:8083 go run ./examples/upstream-go
 //
 // and point a route's upstreams at http://127.0.0.1:8083.
+//
+// # Verifying the gateway assertion instead
+//
+// With assertion.enabled in gateway.yaml, the gateway also sends
+// X-Gateway-Assertion (headerAssertion in assertion.go: change it if
+// assertion.header renames it): a short-lived JWT (ES256 or EdDSA) it
+// signs itself, saying what the headers say, and publishes its keys at
+// /.well-known/gateway/jwks.json on both its listeners. Set
+//
+//	GATEWAY_JWKS_URL=http://127.0.0.1:9090/.well-known/gateway/jwks.json
+//
+// and this API trusts the assertion alone: every request but GET /healthz
+// must carry a valid one (signature, alg, iss, aud, exp), or gets a 401,
+// and the caller comes from its claims; the X-Client-* headers are not
+// read. GATEWAY_ASSERTION_ISSUER is the expected iss (default
+// urn:metagate:gateway, the gateway's assertion.issuer) and
+// GATEWAY_ASSERTION_AUDIENCE the expected aud (default
+// http://LISTEN_ADDR, the gateway's default audience being the route's
+// upstream URL). GET /healthz stays open because the kubelet probes it
+// through a public route, where no token means no assertion.
+//
+// An assertion is a bearer credential for its short lifetime
+// (assertion.ttl) at this audience, so keep the network rules above too:
+// the assertion makes a forged header useless, not a leaked assertion.
 package main
 
 import (
@@ -102,18 +128,30 @@ func CallerFromRequest(r *http.Request) (c Caller, ok bool) {
 	return c, true
 }
 
-func newHandler() http.Handler {
-	mux := http.NewServeMux()
+// newHandler serves the API. With a verifier (GATEWAY_JWKS_URL), every
+// route but /healthz requires the gateway assertion and reads the caller
+// from it; without one, the caller comes from the headers.
+func newHandler(v *AssertionVerifier) http.Handler {
+	root := http.NewServeMux()
 
 	// Health check for the kubelet (through the gateway's public route in
 	// the sidecar example).
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 
+	mux := http.NewServeMux()
+	callerOf := CallerFromRequest
+	if v != nil {
+		callerOf = callerFromContext
+		root.Handle("/", v.Require(mux))
+	} else {
+		root.Handle("/", mux)
+	}
+
 	// Who am I: echoes the caller as the API sees it.
 	mux.HandleFunc("GET /whoami", func(w http.ResponseWriter, r *http.Request) {
-		c, ok := CallerFromRequest(r)
+		c, ok := callerOf(r)
 		if !ok {
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "no caller"})
 			return
@@ -121,9 +159,9 @@ func newHandler() http.Handler {
 		writeJSON(w, http.StatusOK, c)
 	})
 
-	// An authorisation decision from the headers: scope plus metadata.
+	// An authorisation decision from the caller: scope plus metadata.
 	mux.HandleFunc("GET /orders", func(w http.ResponseWriter, r *http.Request) {
-		c, ok := CallerFromRequest(r)
+		c, ok := callerOf(r)
 		switch {
 		case !ok:
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "no caller"})
@@ -134,7 +172,7 @@ func newHandler() http.Handler {
 			writeJSON(w, http.StatusOK, map[string]any{"tenant": tenant, "orders": []string{}})
 		}
 	})
-	return mux
+	return root
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -150,10 +188,21 @@ func main() {
 	if addr == "" {
 		addr = "127.0.0.1:8081"
 	}
-	srv := &http.Server{Addr: addr, Handler: newHandler(), ReadHeaderTimeout: 10 * time.Second}
-
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+
+	var verifier *AssertionVerifier
+	if jwksURL := os.Getenv("GATEWAY_JWKS_URL"); jwksURL != "" {
+		iss := envOr("GATEWAY_ASSERTION_ISSUER", "urn:metagate:gateway")
+		aud := envOr("GATEWAY_ASSERTION_AUDIENCE", "http://"+addr)
+		v, err := NewAssertionVerifier(ctx, jwksURL, iss, aud)
+		if err != nil {
+			log.Fatal(err)
+		}
+		verifier = v
+		log.Printf("requiring the gateway assertion: iss %s, aud %s, keys from %s", iss, aud, jwksURL)
+	}
+	srv := &http.Server{Addr: addr, Handler: newHandler(verifier), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
 	log.Printf("listening on %s", addr)
@@ -170,4 +219,11 @@ func main() {
 	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Printf("shutdown: %v", err)
 	}
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }

@@ -28,7 +28,7 @@ func serve(t *testing.T, method, target string, h http.Header) *httptest.Respons
 		r.Header[k] = v
 	}
 	w := httptest.NewRecorder()
-	newHandler().ServeHTTP(w, r)
+	newHandler(nil).ServeHTTP(w, r)
 	return w
 }
 

@@ -1,0 +1,162 @@
+package assertion
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// signingKey is one assertion key with everything derived from it once:
+// the JWT header every assertion it signs starts with, and its JWK.
+type signingKey struct {
+	priv   any // *ecdsa.PrivateKey (P-256) or ed25519.PrivateKey
+	method jwt.SigningMethod
+	alg    string
+	kid    string
+	// header is the encoded JOSE header and the dot after it: the
+	// signing input of every assertion begins with it.
+	header string
+	jwk    json.RawMessage
+	// lastExp is the latest exp (Unix seconds) of an assertion this key
+	// signed, 0 before the first: a retired key stays published until
+	// then, so every assertion it signed can still be verified.
+	lastExp atomic.Int64
+}
+
+// noteExp records that the key signed an assertion expiring at exp.
+func (k *signingKey) noteExp(exp int64) {
+	for {
+		cur := k.lastExp.Load()
+		if exp <= cur || k.lastExp.CompareAndSwap(cur, exp) {
+			return
+		}
+	}
+}
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// newSigningKey derives a signingKey from a parsed PKCS#8 key. The key's
+// type decides the algorithm: the file is the authority, so a key made
+// for EdDSA keeps signing EdDSA whatever assertion.algorithm says now.
+func newSigningKey(path string, priv any) (*signingKey, error) {
+	k := &signingKey{priv: priv}
+	// The members of the RFC 7638 thumbprint input, in its lexical order;
+	// the JWK adds the rest.
+	var thumb string
+	var jwk map[string]string
+	switch p := priv.(type) {
+	case *ecdsa.PrivateKey:
+		if p.Curve != elliptic.P256() {
+			return nil, fmt.Errorf("assertion key %s: an EC key on %s; only P-256 (ES256) is supported", path, p.Curve.Params().Name)
+		}
+		pt, err := p.PublicKey.Bytes() // 0x04 || X || Y, 32 bytes each
+		if err != nil {
+			return nil, fmt.Errorf("assertion key %s: %w", path, err)
+		}
+		x, y := b64(pt[1:33]), b64(pt[33:65])
+		k.method, k.alg = jwt.SigningMethodES256, "ES256"
+		thumb = `{"crv":"P-256","kty":"EC","x":"` + x + `","y":"` + y + `"}`
+		jwk = map[string]string{"kty": "EC", "crv": "P-256", "x": x, "y": y}
+	case ed25519.PrivateKey:
+		x := b64(p.Public().(ed25519.PublicKey))
+		k.method, k.alg = jwt.SigningMethodEdDSA, "EdDSA"
+		thumb = `{"crv":"Ed25519","kty":"OKP","x":"` + x + `"}` // RFC 8037 §2
+		jwk = map[string]string{"kty": "OKP", "crv": "Ed25519", "x": x}
+	default:
+		return nil, fmt.Errorf("assertion key %s: a %T key; assertion keys are EC P-256 (ES256) or Ed25519 (EdDSA)", path, priv)
+	}
+	sum := sha256.Sum256([]byte(thumb))
+	k.kid = b64(sum[:])
+	jwk["kid"], jwk["alg"], jwk["use"] = k.kid, k.alg, "sig"
+	var err error
+	if k.jwk, err = json.Marshal(jwk); err != nil {
+		return nil, fmt.Errorf("assertion key %s: %w", path, err)
+	}
+	h, err := json.Marshal(struct {
+		Alg string `json:"alg"`
+		Kid string `json:"kid"`
+		Typ string `json:"typ"`
+	}{k.alg, k.kid, "JWT"})
+	if err != nil {
+		return nil, fmt.Errorf("assertion key %s: %w", path, err)
+	}
+	k.header = b64(h) + "."
+	return k, nil
+}
+
+// loadOrCreateKey reads the key at path, creating one for alg on first
+// use. Like the dev issuer's key (devissuer.LoadOrCreateKey) it is written
+// with mode 0600 under a 0700 directory and linked into place atomically,
+// so replicas or processes started together on one volume agree on one
+// key, and a half-written file is never read.
+func loadOrCreateKey(path, alg string) (*signingKey, error) {
+	if k, err := readKey(path); err == nil || !errors.Is(err, os.ErrNotExist) {
+		return k, err
+	}
+	var priv any
+	var err error
+	switch alg {
+	case "ES256":
+		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case "EdDSA":
+		_, priv, err = ed25519.GenerateKey(rand.Reader)
+	default:
+		return nil, fmt.Errorf("assertion key %s: cannot create a key for algorithm %q (ES256 or EdDSA)", path, alg)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("generate assertion key: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, fmt.Errorf("encode assertion key: %w", err)
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create assertion key directory: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, ".assertion-key-*") // mode 0600
+	if err != nil {
+		return nil, fmt.Errorf("create assertion key: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := pem.Encode(tmp, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
+		tmp.Close()
+		return nil, fmt.Errorf("write assertion key %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, fmt.Errorf("write assertion key %s: %w", path, err)
+	}
+	if err := os.Link(tmp.Name(), path); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("install assertion key %s: %w", path, err)
+	}
+	return readKey(path) // whoever linked first wins; everyone reads the same key
+}
+
+func readKey(path string) (*signingKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read assertion key: %w", err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, fmt.Errorf("assertion key %s: not PEM", path)
+	}
+	priv, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("assertion key %s: not a PKCS#8 private key: %w", path, err)
+	}
+	return newSigningKey(path, priv)
+}
