@@ -109,17 +109,17 @@ type Options struct {
 // Gateway is the http.Handler that fronts the upstreams.
 type Gateway struct {
 	pipeline
-	routes         []*route
-	endpoints      []endpoint // gateway-owned handlers, before every route
-	assertion      AssertionSigner         // nil: no signed assertion
-	headers        *headerWriter
-	trusted        []netip.Prefix
-	readTimeout    time.Duration
-	obs            Observer
-	access         *zap.Logger // nil: no access log
-	tracer         *tracer     // nil when tracing is off
-	states         sync.Pool   // *state, one per request in flight
-	buffers        *bufferPool // ReverseProxy's copy buffers
+	routes      []*route
+	endpoints   []endpoint      // gateway-owned handlers, before every route
+	assertion   AssertionSigner // nil: no signed assertion
+	headers     *headerWriter
+	trusted     []netip.Prefix
+	readTimeout time.Duration
+	obs         Observer
+	access      *zap.Logger // nil: no access log
+	tracer      *tracer     // nil when tracing is off
+	states      sync.Pool   // *state, one per request in flight
+	buffers     *bufferPool // ReverseProxy's copy buffers
 }
 
 // New builds a Gateway from validated options.
@@ -191,7 +191,7 @@ type state struct {
 	route      *route
 	endpoint   http.Handler // a gateway-owned endpoint instead of a route
 	matched    int          // bytes of path.match the route pattern covered
-	credential string // the bearer token, "" when none was sent
+	credential string       // the bearer token, "" when none was sent
 	// What the stages decided.
 	token     *Token
 	md        *enrich.Metadata

@@ -6,17 +6,13 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync/atomic"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/metagate/gateway/internal/keyfile"
 )
 
 // signingKey is one assertion key with everything derived from it once:
@@ -103,60 +99,26 @@ func newSigningKey(path string, priv any) (*signingKey, error) {
 // so replicas or processes started together on one volume agree on one
 // key, and a half-written file is never read.
 func loadOrCreateKey(path, alg string) (*signingKey, error) {
-	if k, err := readKey(path); err == nil || !errors.Is(err, os.ErrNotExist) {
-		return k, err
-	}
-	var priv any
-	var err error
-	switch alg {
-	case "ES256":
-		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case "EdDSA":
-		_, priv, err = ed25519.GenerateKey(rand.Reader)
-	default:
-		return nil, fmt.Errorf("assertion key %s: cannot create a key for algorithm %q (ES256 or EdDSA)", path, alg)
-	}
+	priv, err := keyfile.LoadOrCreate(path, "assertion key", func() (any, error) {
+		switch alg {
+		case "ES256":
+			return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		case "EdDSA":
+			_, priv, err := ed25519.GenerateKey(rand.Reader)
+			return priv, err
+		}
+		return nil, fmt.Errorf("cannot create a key for algorithm %q (ES256 or EdDSA)", alg)
+	})
 	if err != nil {
-		return nil, fmt.Errorf("generate assertion key: %w", err)
+		return nil, err
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		return nil, fmt.Errorf("encode assertion key: %w", err)
-	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create assertion key directory: %w", err)
-	}
-	tmp, err := os.CreateTemp(dir, ".assertion-key-*") // mode 0600
-	if err != nil {
-		return nil, fmt.Errorf("create assertion key: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := pem.Encode(tmp, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
-		tmp.Close()
-		return nil, fmt.Errorf("write assertion key %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return nil, fmt.Errorf("write assertion key %s: %w", path, err)
-	}
-	if err := os.Link(tmp.Name(), path); err != nil && !errors.Is(err, os.ErrExist) {
-		return nil, fmt.Errorf("install assertion key %s: %w", path, err)
-	}
-	return readKey(path) // whoever linked first wins; everyone reads the same key
+	return newSigningKey(path, priv)
 }
 
 func readKey(path string) (*signingKey, error) {
-	b, err := os.ReadFile(path)
+	priv, err := keyfile.Read(path, "assertion key")
 	if err != nil {
-		return nil, fmt.Errorf("read assertion key: %w", err)
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return nil, fmt.Errorf("assertion key %s: not PEM", path)
-	}
-	priv, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("assertion key %s: not a PKCS#8 private key: %w", path, err)
+		return nil, err
 	}
 	return newSigningKey(path, priv)
 }

@@ -11,21 +11,18 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/subtle"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
 	"mime"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/metagate/gateway/internal/keyfile"
 )
 
 // Client may use the client-credentials grant against the dev issuer.
@@ -253,51 +250,9 @@ func thumbprint(pub *rsa.PublicKey) string {
 // file is written with mode 0600 and linked into place atomically, so a
 // `gateway token` and a `gateway serve` started together agree on one key.
 func LoadOrCreateKey(path string) (*rsa.PrivateKey, error) {
-	if k, err := readKey(path); err == nil || !errors.Is(err, os.ErrNotExist) {
-		return k, err
-	}
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	k, err := keyfile.LoadOrCreate(path, "dev signing key", func() (any, error) { return rsa.GenerateKey(rand.Reader, 2048) })
 	if err != nil {
-		return nil, fmt.Errorf("generate dev signing key: %w", err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, fmt.Errorf("encode dev signing key: %w", err)
-	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create key directory: %w", err)
-	}
-	tmp, err := os.CreateTemp(dir, ".dev-key-*")
-	if err != nil {
-		return nil, fmt.Errorf("create dev signing key: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := pem.Encode(tmp, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
-		tmp.Close()
-		return nil, fmt.Errorf("write dev signing key: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return nil, fmt.Errorf("write dev signing key: %w", err)
-	}
-	if err := os.Link(tmp.Name(), path); err != nil && !errors.Is(err, os.ErrExist) {
-		return nil, fmt.Errorf("install dev signing key: %w", err)
-	}
-	return readKey(path) // whoever linked first wins; everyone reads the same key
-}
-
-func readKey(path string) (*rsa.PrivateKey, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read dev signing key: %w", err)
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return nil, fmt.Errorf("dev signing key %s: not PEM", path)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("dev signing key %s: %w", path, err)
+		return nil, err
 	}
 	rk, ok := k.(*rsa.PrivateKey)
 	if !ok {
