@@ -200,10 +200,7 @@ type Cache struct {
 	StaleWhileRevalidate Duration `yaml:"stale_while_revalidate"`
 	StaleIfError         Duration `yaml:"stale_if_error"`
 	MaxEntries           int      `yaml:"max_entries"`
-	// ErrorTTL remembers a failed origin lookup per caller: requests in
-	// that window get 503 at once instead of calling again (0: off).
-	ErrorTTL Duration `yaml:"error_ttl"`
-	Redis    Redis    `yaml:"redis"`
+	Redis                Redis    `yaml:"redis"`
 }
 
 // Redis is the optional shared L2 tier. An empty URL means no Redis.
@@ -211,11 +208,6 @@ type Redis struct {
 	URL     string   `yaml:"url"`
 	Prefix  string   `yaml:"prefix"`
 	Timeout Duration `yaml:"timeout"`
-	// ClaimTTL bounds the fleet-wide claim a replica takes before asking
-	// the origin about a caller no replica has cached: the other
-	// replicas wait for its answer instead of calling too. A holder that
-	// dies releases the claim when it expires.
-	ClaimTTL Duration `yaml:"claim_ttl"`
 }
 
 // Headers names the trusted headers and bounds their size.
@@ -339,8 +331,7 @@ func Default() Config {
 			StaleWhileRevalidate: Duration(time.Minute),
 			StaleIfError:         Duration(time.Hour),
 			MaxEntries:           100_000,
-			ErrorTTL:             Duration(5 * time.Second),
-			Redis:                Redis{Prefix: "gateway", Timeout: Duration(100 * time.Millisecond), ClaimTTL: Duration(10 * time.Second)},
+			Redis:                Redis{Prefix: "gateway", Timeout: Duration(100 * time.Millisecond)},
 		},
 		Headers: Headers{
 			Namespace:        []string{"X-Client-", "X-User-"},
