@@ -114,11 +114,3 @@ func loadOrCreateKey(path, alg string) (*signingKey, error) {
 	}
 	return newSigningKey(path, priv)
 }
-
-func readKey(path string) (*signingKey, error) {
-	priv, err := keyfile.Read(path, "assertion key")
-	if err != nil {
-		return nil, err
-	}
-	return newSigningKey(path, priv)
-}
