@@ -144,6 +144,10 @@ func TestRefreshAfterTTL(t *testing.T) {
 		c := newTiered(t, opts)
 		o := newOrigin("v1")
 		get(t, c, "k", o.load, cache.ResultMiss)
+		// The miss's L2 write also releases its claim; a refresh that
+		// found the claim still held would wait for that write instead
+		// of refreshing (the fake clock made its value stale at once).
+		eventually(t, 5*time.Second, "the value in Redis", func() bool { return inRedis(t, rdb, "k") })
 
 		clock.Advance(90 * time.Second)
 		o.set(meta{Name: "v2", Tier: 1}, nil)
@@ -335,7 +339,7 @@ func TestInvalidateDuringAFillStoresNothing(t *testing.T) {
 		t.Fatalf("Get after Invalidate returned %+v, want a reload", v)
 	}
 	if inRedisOld := func() bool {
-		b, err := rdb.Get(context.Background(), "test:v1:k").Bytes()
+		b, err := rdb.Get(context.Background(), "test:v1:{k}").Bytes()
 		return err == nil && strings.Contains(string(b), "old")
 	}(); inRedisOld {
 		t.Fatal("the value loaded before Invalidate was written to Redis")
@@ -360,7 +364,7 @@ func TestCorruptL2ValueIsAMiss(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, rdb := startRedis(t)
-			if err := rdb.Set(context.Background(), "test:v1:k", tc.value, time.Minute).Err(); err != nil {
+			if err := rdb.Set(context.Background(), "test:v1:{k}", tc.value, time.Minute).Err(); err != nil {
 				t.Fatalf("SET: %v", err)
 			}
 			opts := baseOptions(rdb, nil)
@@ -374,7 +378,7 @@ func TestCorruptL2ValueIsAMiss(t *testing.T) {
 			}
 			// The fill overwrote the corrupt value with a valid one.
 			eventually(t, 5*time.Second, "the corrupt value to be overwritten", func() bool {
-				b, err := rdb.Get(context.Background(), "test:v1:k").Result()
+				b, err := rdb.Get(context.Background(), "test:v1:{k}").Result()
 				return err == nil && b != tc.value
 			})
 			other := newTiered(t, opts)
@@ -400,6 +404,11 @@ func TestOptionsValidation(t *testing.T) {
 		{"negative StaleIfError", func(o *cache.Options) { o.StaleIfError = -1 }, jsonCodec{}, "StaleIfError"},
 		{"zero MaxEntries", func(o *cache.Options) { o.MaxEntries = 0 }, jsonCodec{}, "MaxEntries"},
 		{"negative RedisTimeout", func(o *cache.Options) { o.RedisTimeout = -1 }, jsonCodec{}, "RedisTimeout"},
+		{"negative ErrorTTL", func(o *cache.Options) { o.ErrorTTL = -1 }, jsonCodec{}, "ErrorTTL"},
+		{"negative ClaimTTL", func(o *cache.Options) { o.ClaimTTL = -time.Second }, jsonCodec{}, "ClaimTTL"},
+		{"sub-millisecond ClaimTTL", func(o *cache.Options) { o.ClaimTTL = time.Microsecond }, jsonCodec{}, "ClaimTTL"},
+		{"negative DisconnectedTTL", func(o *cache.Options) { o.DisconnectedTTL = -1 }, jsonCodec{}, "DisconnectedTTL"},
+		{"hash tag in the prefix", func(o *cache.Options) { o.Prefix = "gw{1}" }, jsonCodec{}, "Prefix"},
 		{"Redis without a codec", func(*cache.Options) {}, nil, "Codec"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -427,12 +436,13 @@ func TestOptionsValidation(t *testing.T) {
 
 func TestResultString(t *testing.T) {
 	for r, s := range map[cache.Result]string{
-		cache.ResultL1Hit:    "l1_hit",
-		cache.ResultL2Hit:    "l2_hit",
-		cache.ResultMiss:     "miss",
-		cache.ResultStale:    "stale",
-		cache.ResultNegative: "negative",
-		cache.Result(0):      "Result(0)",
+		cache.ResultL1Hit:       "l1_hit",
+		cache.ResultL2Hit:       "l2_hit",
+		cache.ResultMiss:        "miss",
+		cache.ResultStale:       "stale",
+		cache.ResultNegative:    "negative",
+		cache.ResultErrorCached: "error_cached",
+		cache.Result(0):         "Result(0)",
 	} {
 		if got := r.String(); got != s {
 			t.Errorf("Result(%d).String() = %q, want %q", uint8(r), got, s)
@@ -610,7 +620,7 @@ func TestReplicasRefreshAStaleEntryOnce(t *testing.T) {
 	get(t, b, "k", o.load, cache.ResultStale) // b's refresh finds a's claim and stands down
 	release()
 	eventually(t, 5*time.Second, "the refreshed value in Redis", func() bool {
-		b, err := rdb.Get(context.Background(), "test:v1:k").Bytes()
+		b, err := rdb.Get(context.Background(), "test:v1:{k}").Bytes()
 		return err == nil && strings.Contains(string(b), "v2")
 	})
 	eventually(t, 5*time.Second, "b to pick up a's refresh from L2", func() bool {

@@ -8,3 +8,6 @@ import "time"
 func SetRedisBackoff[V any](t *Tiered[V], minBackoff, maxBackoff time.Duration) {
 	t.health.min, t.health.max = minBackoff, maxBackoff
 }
+
+// Awaiting is how many fills of t are waiting for another replica's claim.
+func Awaiting[V any](t *Tiered[V]) int64 { return t.awaiting.Load() }

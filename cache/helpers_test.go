@@ -208,7 +208,7 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 // (Redis just restarted) reports false, for eventually to retry.
 func inRedis(t *testing.T, rdb redis.UniversalClient, key string) bool {
 	t.Helper()
-	n, err := rdb.Exists(context.Background(), "test:v1:"+key).Result()
+	n, err := rdb.Exists(context.Background(), "test:v1:{"+key+"}").Result()
 	if err != nil {
 		t.Logf("EXISTS %s: %v", key, err)
 		return false

@@ -40,7 +40,7 @@ func TestInvalidateAllEmptiesBothTiers(t *testing.T) {
 	if src.calls.Load() != calls+1 {
 		t.Errorf("origin calls %d → %d, want one more", calls, src.calls.Load())
 	}
-	if n, _ := rdb.Exists(context.Background(), "otherapp:v1:k1").Result(); n != 1 {
+	if n, _ := rdb.Exists(context.Background(), "otherapp:v1:{k1}").Result(); n != 1 {
 		t.Error("InvalidateAll deleted another prefix's key")
 	}
 }

@@ -15,14 +15,33 @@ import (
 	"go.uber.org/zap"
 )
 
-// L2 value format, after the versioned key "<prefix>:v1:<key>":
+// Redis layout under Options.Prefix (P below):
+//
+//	P:v1:{<key>}          the value of key (format below), with a Redis TTL of
+//	                      its remaining lifetime (TTL+max(StaleIfError,
+//	                      StaleWhileRevalidate), NegativeTTL for a not-found)
+//	P:claim:v1:{<key>}    the fleet-wide claim of key's origin call: a random
+//	                      token, PX ClaimTTL (claim.go)
+//	P:v1:invalidate       channel: invalidations (bus.go has the payloads)
+//	P:v1:filled           channel: "<key>" once its value is in L2, or its
+//	                      claim was given back without one
+//	P:v1:bus:<id>         channel: heartbeats of one Tiered to itself
+//
+// The braces are a Redis Cluster hash tag: a value and its claim are in the
+// same slot, so one script can read the one and take the other. (Before the
+// claim, values were at P:v1:<key>; those keys are no longer read and
+// expire by themselves.) The empty key is kept out of Redis: "{}" is no
+// hash tag.
+//
+// L2 value format:
 //
 //	byte 0     format version (1)
 //	byte 1     flags: bit 0 = negative (not found at the origin)
 //	bytes 2-9  fetch time, Unix nanoseconds, big-endian int64
 //	bytes 10-  Codec bytes (empty for a negative entry)
 //
-// Anything else is corrupt and read as a miss.
+// Anything else is corrupt and read as a miss (the lookup script reads the
+// header too, to judge freshness).
 const (
 	keyVersion    = "v1"
 	valueVersion  = 1
@@ -38,7 +57,11 @@ var errCorrupt = errors.New("corrupt L2 value")
 var errClosed = errors.New("cache closed")
 
 func (t *Tiered[V]) redisKey(key string) string {
-	return t.opts.Prefix + ":" + keyVersion + ":" + key
+	return t.opts.Prefix + ":" + keyVersion + ":{" + key + "}"
+}
+
+func (t *Tiered[V]) claimKey(key string) string {
+	return t.opts.Prefix + ":claim:" + keyVersion + ":{" + key + "}"
 }
 
 func (t *Tiered[V]) encode(e entry[V]) ([]byte, error) {
@@ -85,156 +108,33 @@ func (t *Tiered[V]) decode(b []byte) (entry[V], error) {
 	return e, nil
 }
 
-// l2Get reads key from Redis. Anything but a decodable value (no Redis, L2
-// backing off, an error, a corrupt value) is a miss.
-func (t *Tiered[V]) l2Get(ctx context.Context, key string) (entry[V], bool) {
-	var none entry[V]
-	if t.rdb == nil {
-		return none, false
-	}
-	ok, probe := t.health.admit()
-	if !ok {
-		return none, false
-	}
-	rkey := t.redisKey(key)
-	var b []byte
-	err := t.redisOp(ctx, "get", probe, func(ctx context.Context) error {
-		var err error
-		b, err = t.rdb.Get(ctx, rkey).Bytes()
-		return err
-	})
-	if err != nil {
-		return none, false
-	}
-	e, err := t.decode(b)
-	if err != nil {
-		t.log.Debug("ignoring a corrupt L2 value", zap.String("redis_key", rkey), zap.Error(err))
-		return none, false
-	}
-	return e, true
-}
-
-// storeL2 writes e to Redis for the rest of its lifetime, unless Invalidate
-// dropped key while c was filling it. It runs after the waiters have their
-// answer, bounded by RedisTimeout and cancelled by Close.
-func (t *Tiered[V]) storeL2(key string, e entry[V], c *call[V]) {
-	if t.rdb == nil || t.isInvalidated(c) {
-		return
-	}
-	ttl := t.remaining(e, t.now())
-	if ttl < time.Millisecond {
-		return
-	}
-	b, err := t.encode(e)
-	if err != nil {
-		t.log.Warn("not writing a value to L2", zap.String("key", key), zap.Error(err))
-		return
-	}
-	ok, probe := t.health.admit()
-	if !ok {
-		return
-	}
-	rkey := t.redisKey(key)
-	err = t.redisOp(t.ctx, "set", probe, func(ctx context.Context) error {
-		return t.rdb.Set(ctx, rkey, b, ttl).Err()
-	})
-	// An Invalidate that ran during the write may have deleted the key
-	// before the write landed: delete it again.
-	if err == nil && t.isInvalidated(c) {
-		_ = t.l2Del(t.ctx, key)
-	}
-}
-
-// claimRefresh takes the fleet-wide right to refresh key from the origin
-// for a short while (SET NX on "<prefix>:lock:v1:<key>"), so that replicas
-// whose entries went stale together (they came from the same L2 value) do
-// not all ask the origin. It is used only by refreshes whose caller already
-// has a stale answer; a sync miss never waits for another replica. Without
-// Redis, or when Redis fails, every refresh may go ahead. The claim is not
-// released: it expires, so after a failed refresh the fleet retries at most
-// once per claim period.
-func (t *Tiered[V]) claimRefresh(ctx context.Context, key string) bool {
-	if t.rdb == nil {
-		return true
-	}
-	ok, probe := t.health.admit()
-	if !ok {
-		return true
-	}
-	lockKey := t.opts.Prefix + ":lock:" + keyVersion + ":" + key
-	ttl := t.refreshClaimTTL()
-	claimed := true
-	err := t.redisOp(ctx, "lock", probe, func(ctx context.Context) error {
-		var err error
-		claimed, err = t.rdb.SetNX(ctx, lockKey, "1", ttl).Result()
-		return err
-	})
-	return err != nil || claimed
-}
-
-// awaitOtherRefresh polls L2 for the value another replica is refreshing,
-// until it lands (it goes to L1) or the other replica's claim has expired.
-// The fill stays joinable meanwhile, so this replica starts no refresh of
-// its own. stale is the entry this replica serves until then.
-func (t *Tiered[V]) awaitOtherRefresh(ctx context.Context, key string, stale entry[V], c *call[V]) {
-	defer t.settle(key, c)
-	deadline := time.Now().Add(t.refreshClaimTTL())
-	timer := time.NewTimer(refreshPollInterval)
-	defer timer.Stop()
-	for time.Now().Before(deadline) {
-		select {
-		case <-ctx.Done():
-			return
-		case <-timer.C:
-		}
-		if e, ok := t.l2Get(ctx, key); ok && e.fetchedAt.After(stale.fetchedAt) && t.freshness(e, t.now()) == fresh {
-			t.storeL1(key, e, c)
-			return
-		}
-		timer.Reset(refreshPollInterval)
-	}
-}
-
-func (t *Tiered[V]) refreshClaimTTL() time.Duration {
-	return min(refreshClaimMax, max(t.opts.StaleWhileRevalidate, time.Millisecond))
-}
-
-// refreshPollInterval is how often a replica that stood down from a refresh
-// looks for the other replica's value in L2.
-const refreshPollInterval = 50 * time.Millisecond
-
-// refreshClaimMax bounds how long one replica's refresh claim keeps the
-// others from refreshing a key (less if StaleWhileRevalidate is shorter).
-const refreshClaimMax = 5 * time.Second
-
-func (t *Tiered[V]) isInvalidated(c *call[V]) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return c.invalidated
-}
-
-// l2Del deletes key from Redis. It is tried even while L2 is backing off (an
-// invalidation is rare and matters), and is skipped after Close.
+// l2Del deletes key's value and claim from Redis. It is tried even while L2
+// is backing off (an invalidation is rare and matters), and is skipped after
+// Close.
 func (t *Tiered[V]) l2Del(ctx context.Context, key string) error {
-	if t.rdb == nil || t.ctx.Err() != nil {
+	if !t.l2(key) || t.ctx.Err() != nil {
 		return nil
 	}
 	_, probe := t.health.admit()
-	rkey := t.redisKey(key)
 	return t.redisOp(ctx, "del", probe, func(ctx context.Context) error {
-		return t.rdb.Del(ctx, rkey).Err()
+		return t.rdb.Del(ctx, t.redisKey(key), t.claimKey(key)).Err()
 	})
 }
 
 // redisOp runs do with its own RedisTimeout-bounded context and records the
-// outcome in the health state. redis.Nil (key absent) is a success, returned
-// as is. A failure caused by parent ending (the caller gave up, Close) says
-// nothing about Redis and is not recorded.
+// outcome in the health state, unless the cache is closed. redis.Nil (key
+// absent) is a success, returned as is. A failure caused by parent ending
+// (the caller gave up, Close) says nothing about Redis and is not recorded.
 func (t *Tiered[V]) redisOp(parent context.Context, op string, probe bool, do func(context.Context) error) error {
 	if t.ctx.Err() != nil {
 		t.health.release(probe)
 		return fmt.Errorf("redis %s: %w", op, errClosed)
 	}
+	return t.runRedis(parent, op, probe, do)
+}
+
+// runRedis is redisOp without the check for Close.
+func (t *Tiered[V]) runRedis(parent context.Context, op string, probe bool, do func(context.Context) error) error {
 	if err := parent.Err(); err != nil {
 		t.health.release(probe)
 		return fmt.Errorf("redis %s: %w", op, context.Cause(parent))

@@ -168,7 +168,7 @@ func TestRedisKeyLayout(t *testing.T) {
 	c := newTiered(t, opts)
 	o := newOrigin("v")
 	get(t, c, "client-1", o.load, cache.ResultMiss)
-	key := cache.DefaultPrefix + ":v1:client-1"
+	key := cache.DefaultPrefix + ":v1:{client-1}"
 	var ttl time.Duration
 	eventually(t, 5*time.Second, key+" in Redis", func() bool {
 		var err error
