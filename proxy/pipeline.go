@@ -3,10 +3,13 @@ package proxy
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
+	"strconv"
 
 	"go.uber.org/zap"
 
+	"github.com/metagate/gateway/cache"
 	"github.com/metagate/gateway/enrich"
 )
 
@@ -84,8 +87,15 @@ func (p *pipeline) resolve(ctx context.Context, t *Token) (*enrich.Metadata, *re
 		}
 		return nil, nil
 	default:
-		p.log.Warn("metadata unavailable", zap.String("caller_id", t.Caller.Key()), zap.Error(err))
+		retry := "5"
+		if d, ok := cache.RetryAfter(err); ok {
+			// A failure remembered by cache.error_ttl: answered without
+			// calling the origin, and the client told when it ends.
+			retry = strconv.Itoa(max(1, int(math.Ceil(d.Seconds()))))
+		} else {
+			p.log.Warn("metadata unavailable", zap.String("caller_id", t.Caller.Key()), zap.Error(err))
+		}
 		return nil, &refusal{status: http.StatusServiceUnavailable, code: "metadata_unavailable",
-			desc: "Caller metadata is temporarily unavailable", retryAfter: "5"}
+			desc: "Caller metadata is temporarily unavailable", retryAfter: retry}
 	}
 }

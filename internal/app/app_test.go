@@ -230,7 +230,7 @@ func TestAuth0ExampleEndToEnd(t *testing.T) {
 	rc := goredis.NewClient(&goredis.Options{Addr: redis.Addr})
 	defer rc.Close()
 	deadline := time.Now().Add(10 * time.Second)
-	for _, key := range []string{"gateway:v1:client " + emu.Issuer() + " svc-billing", "gateway:v1:user " + emu.Issuer() + " auth0|alice"} {
+	for _, key := range []string{"gateway:v1:{client " + emu.Issuer() + " svc-billing}", "gateway:v1:{user " + emu.Issuer() + " auth0|alice}"} {
 		for rc.Exists(context.Background(), key).Val() != 1 { // L2 writes happen after the answer
 			if time.Now().After(deadline) {
 				t.Fatalf("%s never reached Redis", key)

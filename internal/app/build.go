@@ -213,6 +213,11 @@ func (a *App) buildResolver(cfg *config.Config) (p *resolverPart, err error) {
 		Logger:               a.log.Named("cache"),
 		Observe:              func(r cache.Result) { a.metrics.CacheLookup(r.String()) },
 		OnRedisError:         a.metrics.RedisError,
+		ErrorTTL:             c.ErrorTTL.D(),
+		ClaimTTL:             c.Redis.ClaimTTL.D(),
+		DisconnectedTTL:      c.Redis.DisconnectedTTL.D(),
+		OnClaim:              a.metrics.Claim,
+		OnInvalidation:       a.metrics.BusMessage,
 	}
 	if c.Redis.URL != "" {
 		rc, err := cache.NewRedisClient(c.Redis.URL, c.Redis.Timeout.D())

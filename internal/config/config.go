@@ -200,7 +200,11 @@ type Cache struct {
 	StaleWhileRevalidate Duration `yaml:"stale_while_revalidate"`
 	StaleIfError         Duration `yaml:"stale_if_error"`
 	MaxEntries           int      `yaml:"max_entries"`
-	Redis                Redis    `yaml:"redis"`
+	// ErrorTTL remembers a failed origin lookup per caller: requests in
+	// that window get 503 with Retry-After at once instead of calling
+	// again (0: off). A stale value, where stale_if_error allows it, wins.
+	ErrorTTL Duration `yaml:"error_ttl"`
+	Redis    Redis    `yaml:"redis"`
 }
 
 // Redis is the optional shared L2 tier. An empty URL means no Redis.
@@ -208,6 +212,15 @@ type Redis struct {
 	URL     string   `yaml:"url"`
 	Prefix  string   `yaml:"prefix"`
 	Timeout Duration `yaml:"timeout"`
+	// ClaimTTL bounds the fleet-wide claim a replica takes before asking
+	// the origin about a caller no replica has fresh: the others wait for
+	// its answer instead of calling too. A holder that dies releases it
+	// by expiry. Longer than the slowest origin call.
+	ClaimTTL Duration `yaml:"claim_ttl"`
+	// DisconnectedTTL caps how long an in-process entry is trusted
+	// without a re-check while the invalidation bus is down (a replica
+	// cannot know what it missed).
+	DisconnectedTTL Duration `yaml:"disconnected_ttl"`
 }
 
 // Headers names the trusted headers and bounds their size.
@@ -331,7 +344,9 @@ func Default() Config {
 			StaleWhileRevalidate: Duration(time.Minute),
 			StaleIfError:         Duration(time.Hour),
 			MaxEntries:           100_000,
-			Redis:                Redis{Prefix: "gateway", Timeout: Duration(100 * time.Millisecond)},
+			ErrorTTL:             Duration(5 * time.Second),
+			Redis: Redis{Prefix: "gateway", Timeout: Duration(100 * time.Millisecond),
+				ClaimTTL: Duration(10 * time.Second), DisconnectedTTL: Duration(5 * time.Second)},
 		},
 		Headers: Headers{
 			Namespace:        []string{"X-Client-", "X-User-"},

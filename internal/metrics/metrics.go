@@ -62,7 +62,7 @@ func New() *Metrics {
 		Name: "gateway_client_errors_total", Help: "Requests refused because of what the client sent, by reason (invalid_path, invalid_query, method_not_allowed, upgrade_not_allowed, invalid_body, request_timeout, request_too_large); never counted as upstream errors.",
 	}, []string{"reason"})
 	m.cacheLookups = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "gateway_metadata_cache_lookups_total", Help: "Metadata cache lookups by result: l1_hit, l2_hit, miss, stale, negative.",
+		Name: "gateway_metadata_cache_lookups_total", Help: "Metadata cache lookups by result: l1_hit, l2_hit, miss, stale, negative, error_cached (a recent origin failure answered at once, cache.error_ttl).",
 	}, []string{"result"})
 	m.redisErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gateway_redis_errors_total", Help: "Failed Redis operations of the shared cache tier, by operation.",

@@ -266,6 +266,18 @@ func (t *Tenant) serveMgmt(w http.ResponseWriter, r *http.Request, endpoint, sco
 	if t.hangOrDrop(w, r, f) {
 		return
 	}
+	t.mu.Lock()
+	latency := t.latency
+	t.mu.Unlock()
+	if latency > 0 {
+		select {
+		case <-time.After(latency):
+		case <-r.Context().Done():
+			return
+		case <-t.closing:
+			return
+		}
+	}
 	now := time.Now()
 	t.mu.Lock()
 	allowed := true

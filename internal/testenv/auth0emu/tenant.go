@@ -92,6 +92,7 @@ type Tenant struct {
 	closing chan struct{}
 
 	mu      sync.Mutex
+	latency time.Duration // added to every Management API answer
 	apis    map[string]api
 	clients map[string]Client
 	users   map[string]User
@@ -286,6 +287,15 @@ func (t *Tenant) SetFaultN(endpoint string, f Fault, n int) {
 		return
 	}
 	t.faults[endpoint] = faultState{fault: f, left: n}
+}
+
+// SetMgmtLatency makes every Management API answer take d longer, as a
+// real tenant across the internet does (a request that gives up earlier
+// still counts as a call).
+func (t *Tenant) SetMgmtLatency(d time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.latency = d
 }
 
 // SetMgmtTokenTTL sets expires_in (and exp) of Management API tokens
