@@ -85,3 +85,28 @@ func TestRedisURLsAsDeployed(t *testing.T) {
 		}
 	}
 }
+
+func TestReplicaKeys(t *testing.T) {
+	cfg, err := Parse("gw.yaml", []byte(minimal+"cache:\n  redis:\n    url: redis://127.0.0.1:6379/0\n"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := cfg.Cache; k.ErrorTTL.D().String() != "5s" || k.Redis.ClaimTTL.D().String() != "10s" || k.Redis.DisconnectedTTL.D().String() != "5s" ||
+		cfg.Metadata.Auth0.Circuit.Threshold != 5 || cfg.Invalidation.Auth0LogStream.Path != "/hooks/auth0/log-stream" {
+		t.Errorf("defaults: cache %+v, circuit %+v, log stream %+v", k, cfg.Metadata.Auth0.Circuit, cfg.Invalidation.Auth0LogStream)
+	}
+	for doc, want := range map[string]string{
+		"cache:\n  error_ttl: 2m\n": "cache.error_ttl",
+		"cache:\n  redis:\n    url: redis://127.0.0.1:6379/0\n    prefix: 'a{b}'\n":                                   "cache.redis.prefix",
+		"cache:\n  redis:\n    url: redis://127.0.0.1:6379/0\n    claim_ttl: 1ms\n":                                   "cache.redis.claim_ttl",
+		"invalidation:\n  admin_token: short\n":                                                                       "invalidation.admin_token",
+		"invalidation:\n  auth0_log_stream:\n    authorization: Bearer x\n":                                           "invalidation.auth0_log_stream.authorization",
+		"metadata:\n  auth0:\n    circuit: {threshold: 3, open_for: 1ms}\n":                                           "metadata.auth0.circuit.open_for",
+		"metadata:\n  source: none\ninvalidation:\n  auth0_log_stream:\n    authorization: Bearer 0123456789abcdef\n": "needs a metadata source",
+	} {
+		_, err := Parse("gw.yaml", []byte(minimal+doc), env(nil))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want one naming %s", doc, err, want)
+		}
+	}
+}
