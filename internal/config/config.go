@@ -132,6 +132,8 @@ type DevIssuer struct {
 	KeyFile  string      `yaml:"key_file"`
 	TokenTTL Duration    `yaml:"token_ttl"`
 	Clients  []DevClient `yaml:"clients"`
+	// Users may log in with the password grants (devusers.go).
+	Users []DevUser `yaml:"users"`
 	// AllowWithIssuers lets the dev issuer run beside real issuers. Off by
 	// default: its key sits on disk and it mints tokens for anyone who
 	// can reach its listener, which must never happen by accident in
@@ -145,6 +147,10 @@ type DevClient struct {
 	Secret     string   `yaml:"secret"`
 	SecretFile string   `yaml:"secret_file"`
 	Scopes     []string `yaml:"scopes"`
+	// Grants are the grants the client may use: client_credentials,
+	// password, http://auth0.com/oauth/grant-type/password-realm.
+	// Empty: all of them.
+	Grants []string `yaml:"grants"`
 }
 
 // Metadata selects where caller metadata comes from.

@@ -344,6 +344,7 @@ func (cfg *Config) checkDevIssuer(c *checker) {
 			c.add("dev_issuer.issuer", "%q is also listed under issuers", d.Issuer)
 		}
 	}
+	cfg.checkDevUsers(c)
 	if len(cfg.Issuers) > 0 && !d.AllowWithIssuers {
 		c.add("dev_issuer.enabled", "the dev issuer mints tokens for anyone who can reach it: it cannot run beside real issuers unless dev_issuer.allow_with_issuers is true")
 	}
@@ -491,6 +492,7 @@ func (cfg *Config) loadSecrets() error {
 	}
 	read("metadata.auth0.client_secret_file", cfg.Metadata.Auth0.ClientSecretFile, &cfg.Metadata.Auth0.ClientSecret)
 	cfg.replicaSecrets(c, read)
+	cfg.devUserSecrets(c, read)
 	for i := range cfg.DevIssuer.Clients {
 		cl := &cfg.DevIssuer.Clients[i]
 		read(fmt.Sprintf("dev_issuer.clients[%d].secret_file", i), cl.SecretFile, &cl.Secret)
