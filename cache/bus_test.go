@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/metagate/gateway/cache"
+	"github.com/metagate/gateway/internal/testenv"
 )
 
 // TestBusCutAndRestored kills redis-server under two replicas and starts it
@@ -34,7 +35,7 @@ func TestBusCutAndRestored(t *testing.T) {
 	r.Kill()
 	killedAt := time.Now()
 	for _, x := range rs {
-		eventually(t, 5*time.Second, "the bus to notice Redis is gone", func() bool { return !x.BusConnected() })
+		testenv.Eventually(t, 5*time.Second, "the bus to notice Redis is gone", func() bool { return !x.BusConnected() })
 	}
 	t.Logf("both buses down %s after the kill", time.Since(killedAt).Round(time.Millisecond))
 	if b.redisErrors.get("subscribe") != 1 {
@@ -48,7 +49,7 @@ func TestBusCutAndRestored(t *testing.T) {
 	}
 	get(t, a.Tiered, "k", o.load, cache.ResultMiss)
 	var staleFor time.Duration
-	eventually(t, disconnectedTTL+5*time.Second, "b to serve the new value", func() bool {
+	testenv.Eventually(t, disconnectedTTL+5*time.Second, "b to serve the new value", func() bool {
 		v, res, err := b.Get(context.Background(), "k", o.load)
 		if err != nil || res != cache.ResultL1Hit {
 			t.Fatalf("b.Get with Redis down = %+v, %s, %v; want an L1 hit (stale or re-checked)", v, res, err)
@@ -67,7 +68,7 @@ func TestBusCutAndRestored(t *testing.T) {
 	r.Restart()
 	restartedAt := time.Now()
 	for _, x := range rs {
-		eventually(t, 10*time.Second, "the bus to reconnect by itself", x.BusConnected)
+		testenv.Eventually(t, 10*time.Second, "the bus to reconnect by itself", x.BusConnected)
 	}
 	t.Logf("both buses up again %s after the restart (down for %s)", time.Since(restartedAt).Round(time.Millisecond), restartedAt.Sub(killedAt).Round(time.Millisecond))
 
@@ -75,8 +76,8 @@ func TestBusCutAndRestored(t *testing.T) {
 	// now (Redis lost everything, so that asks the origin), then trusted.
 	calls := o.calls.Load()
 	get(t, b.Tiered, "k", o.load, cache.ResultL1Hit)
-	eventually(t, 5*time.Second, "b to re-check its entry after the reconnect", func() bool { return o.calls.Load() == calls+1 })
-	eventually(t, 5*time.Second, "the re-checked value in L2", func() bool { return inRedis(t, clients[1], "k") })
+	testenv.Eventually(t, 5*time.Second, "b to re-check its entry after the reconnect", func() bool { return o.calls.Load() == calls+1 })
+	testenv.Eventually(t, 5*time.Second, "the re-checked value in L2", func() bool { return inRedis(t, clients[1], "k") })
 	for range 10 {
 		get(t, b.Tiered, "k", o.load, cache.ResultL1Hit)
 	}
@@ -204,18 +205,18 @@ func TestDeafSubscriptionIsDetected(t *testing.T) {
 	var redisErrors tally
 	opts.OnRedisError = redisErrors.add
 	c := newTiered(t, opts)
-	eventually(t, 10*time.Second, "the bus to connect", c.BusConnected)
+	testenv.Eventually(t, 10*time.Second, "the bus to connect", c.BusConnected)
 
 	f.set(true)
 	start := time.Now()
-	eventually(t, 10*time.Second, "the deaf subscription to be noticed", func() bool { return !c.BusConnected() })
+	testenv.Eventually(t, 10*time.Second, "the deaf subscription to be noticed", func() bool { return !c.BusConnected() })
 	t.Logf("a deaf subscription was noticed after %s; OnRedisError %s", time.Since(start).Round(time.Millisecond), &redisErrors)
 	if redisErrors.get("subscribe") != 1 {
 		t.Errorf("OnRedisError saw %s, want one subscribe", &redisErrors)
 	}
 	f.set(false)
 	start = time.Now()
-	eventually(t, 10*time.Second, "the bus to connect again", c.BusConnected)
+	testenv.Eventually(t, 10*time.Second, "the bus to connect again", c.BusConnected)
 	t.Logf("connected again %s after the subscription could hear", time.Since(start).Round(time.Millisecond))
 }
 
@@ -224,7 +225,7 @@ func TestDeafSubscriptionIsDetected(t *testing.T) {
 func TestL1HitWithTheBusDoesNotAllocate(t *testing.T) {
 	_, rdb := startRedis(t)
 	c := newTiered(t, baseOptions(rdb, nil))
-	eventually(t, 10*time.Second, "the bus to connect", c.BusConnected)
+	testenv.Eventually(t, 10*time.Second, "the bus to connect", c.BusConnected)
 	o := newOrigin("v")
 	get(t, c, "client-1", o.load, cache.ResultMiss)
 	ctx := context.Background()

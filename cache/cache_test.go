@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/metagate/gateway/cache"
+	"github.com/metagate/gateway/internal/testenv"
 )
 
 func TestConcurrentMissesCallTheOriginOnce(t *testing.T) {
@@ -50,7 +51,7 @@ func TestConcurrentMissesCallTheOriginOnce(t *testing.T) {
 	}
 	started.Wait()
 	// The first Get is in the loader; the others pile up behind it.
-	eventually(t, 5*time.Second, "the loader to be called", func() bool { return o.calls.Load() >= 1 })
+	testenv.Eventually(t, 5*time.Second, "the loader to be called", func() bool { return o.calls.Load() >= 1 })
 	release()
 	wg.Wait()
 	close(errs)
@@ -78,7 +79,7 @@ func TestSecondInstanceGetsL2HitWithOriginalFetchTime(t *testing.T) {
 	o := newOrigin("acme")
 
 	get(t, a, "client-1", o.load, cache.ResultMiss)
-	eventually(t, 5*time.Second, "the value in Redis", func() bool { return inRedis(t, rdb, "client-1") })
+	testenv.Eventually(t, 5*time.Second, "the value in Redis", func() bool { return inRedis(t, rdb, "client-1") })
 
 	clock.Advance(30 * time.Second)
 	if v := get(t, b, "client-1", o.load, cache.ResultL2Hit); v != want("acme", "client-1") {
@@ -126,7 +127,7 @@ func TestRefreshAfterTTL(t *testing.T) {
 				}
 			}()
 		}
-		eventually(t, 5*time.Second, "the reload to start", func() bool { return o.calls.Load() == 2 })
+		testenv.Eventually(t, 5*time.Second, "the reload to start", func() bool { return o.calls.Load() == 2 })
 		release()
 		wg.Wait()
 		if n := o.calls.Load(); n != 2 {
@@ -147,7 +148,7 @@ func TestRefreshAfterTTL(t *testing.T) {
 		// The miss's L2 write also releases its claim; a refresh that
 		// found the claim still held would wait for that write instead
 		// of refreshing (the fake clock made its value stale at once).
-		eventually(t, 5*time.Second, "the value in Redis", func() bool { return inRedis(t, rdb, "k") })
+		testenv.Eventually(t, 5*time.Second, "the value in Redis", func() bool { return inRedis(t, rdb, "k") })
 
 		clock.Advance(90 * time.Second)
 		o.set(meta{Name: "v2", Tier: 1}, nil)
@@ -158,9 +159,9 @@ func TestRefreshAfterTTL(t *testing.T) {
 				t.Fatalf("stale Get returned %+v, want the old value", v)
 			}
 		}
-		eventually(t, 5*time.Second, "the background refresh to start", func() bool { return o.calls.Load() == 2 })
+		testenv.Eventually(t, 5*time.Second, "the background refresh to start", func() bool { return o.calls.Load() == 2 })
 		release()
-		eventually(t, 5*time.Second, "the refreshed value in L1", func() bool {
+		testenv.Eventually(t, 5*time.Second, "the refreshed value in L1", func() bool {
 			v, res, err := c.Get(context.Background(), "k", o.load)
 			return err == nil && res == cache.ResultL1Hit && v == want("v2", "k")
 		})
@@ -181,8 +182,8 @@ func TestRefreshAfterTTL(t *testing.T) {
 		clock.Advance(90 * time.Second)
 		o.set(meta{}, errors.New("idp down"))
 		get(t, c, "k", o.load, cache.ResultStale)
-		eventually(t, 5*time.Second, "the background refresh to fail", func() bool { return o.calls.Load() == 2 })
-		eventually(t, 5*time.Second, "another refresh to be allowed", func() bool {
+		testenv.Eventually(t, 5*time.Second, "the background refresh to fail", func() bool { return o.calls.Load() == 2 })
+		testenv.Eventually(t, 5*time.Second, "another refresh to be allowed", func() bool {
 			v, res, err := c.Get(context.Background(), "k", o.load)
 			if err != nil || res != cache.ResultStale || v != want("v1", "k") {
 				t.Fatalf("Get after a failed refresh = %+v, %s, %v; want the stale value", v, res, err)
@@ -215,7 +216,7 @@ func TestNegativeCaching(t *testing.T) {
 	clock.Advance(20 * time.Second)
 	expectNegative(c, 1) // remembered in L1
 
-	eventually(t, 5*time.Second, "the negative entry in Redis", func() bool { return inRedis(t, rdb, "ghost") })
+	testenv.Eventually(t, 5*time.Second, "the negative entry in Redis", func() bool { return inRedis(t, rdb, "ghost") })
 	other := newTiered(t, opts)
 	expectNegative(other, 1) // remembered in L2
 
@@ -297,7 +298,7 @@ func TestInvalidateRemovesFromBothTiers(t *testing.T) {
 	c := newTiered(t, opts)
 	o := newOrigin("v1")
 	get(t, c, "k", o.load, cache.ResultMiss)
-	eventually(t, 5*time.Second, "the value in Redis", func() bool { return inRedis(t, rdb, "k") })
+	testenv.Eventually(t, 5*time.Second, "the value in Redis", func() bool { return inRedis(t, rdb, "k") })
 
 	if err := c.Invalidate(context.Background(), "k"); err != nil {
 		t.Fatalf("Invalidate: %v", err)
@@ -309,7 +310,7 @@ func TestInvalidateRemovesFromBothTiers(t *testing.T) {
 	if v := get(t, c, "k", o.load, cache.ResultMiss); v != want("v2", "k") {
 		t.Fatalf("after Invalidate Get returned %+v, want the new value", v)
 	}
-	eventually(t, 5*time.Second, "the new value in Redis", func() bool { return inRedis(t, rdb, "k") })
+	testenv.Eventually(t, 5*time.Second, "the new value in Redis", func() bool { return inRedis(t, rdb, "k") })
 	other := newTiered(t, opts)
 	if v := get(t, other, "k", o.load, cache.ResultL2Hit); v != want("v2", "k") {
 		t.Fatalf("another instance read %+v from L2, want the new value", v)
@@ -326,7 +327,7 @@ func TestInvalidateDuringAFillStoresNothing(t *testing.T) {
 		v, _, _ := c.Get(context.Background(), "k", o.load)
 		done <- v
 	}()
-	eventually(t, 5*time.Second, "the load to start", func() bool { return o.calls.Load() == 1 })
+	testenv.Eventually(t, 5*time.Second, "the load to start", func() bool { return o.calls.Load() == 1 })
 	if err := c.Invalidate(context.Background(), "k"); err != nil {
 		t.Fatalf("Invalidate: %v", err)
 	}
@@ -377,7 +378,7 @@ func TestCorruptL2ValueIsAMiss(t *testing.T) {
 				t.Fatalf("loader called %d times, want 1", n)
 			}
 			// The fill overwrote the corrupt value with a valid one.
-			eventually(t, 5*time.Second, "the corrupt value to be overwritten", func() bool {
+			testenv.Eventually(t, 5*time.Second, "the corrupt value to be overwritten", func() bool {
 				b, err := rdb.Get(context.Background(), "test:v1:{k}").Result()
 				return err == nil && b != tc.value
 			})
@@ -482,7 +483,7 @@ func TestCallerGivingUpDoesNotFailTheOthers(t *testing.T) {
 		_, _, err := c.Get(impatient, "k", o.load)
 		errc <- err
 	}()
-	eventually(t, 5*time.Second, "the load to start", func() bool { return o.calls.Load() == 1 })
+	testenv.Eventually(t, 5*time.Second, "the load to start", func() bool { return o.calls.Load() == 1 })
 	patient := make(chan meta, 1)
 	go func() {
 		v, _, _ := c.Get(context.Background(), "k", o.load)
@@ -538,7 +539,7 @@ func TestCloseStopsBackgroundRefreshes(t *testing.T) {
 	release := o.hold() // the refresh blocks until its context is cancelled
 	defer release()
 	get(t, c, "k", o.load, cache.ResultStale)
-	eventually(t, 5*time.Second, "the background refresh to start", func() bool { return o.calls.Load() == 2 })
+	testenv.Eventually(t, 5*time.Second, "the background refresh to start", func() bool { return o.calls.Load() == 2 })
 
 	closed := make(chan error)
 	go func() { closed <- c.Close() }()
@@ -607,7 +608,7 @@ func TestReplicasRefreshAStaleEntryOnce(t *testing.T) {
 	b := newTiered(t, opts)
 	o := newOrigin("v1")
 	get(t, a, "k", o.load, cache.ResultMiss)
-	eventually(t, 5*time.Second, "the value in Redis", func() bool { return inRedis(t, rdb, "k") })
+	testenv.Eventually(t, 5*time.Second, "the value in Redis", func() bool { return inRedis(t, rdb, "k") })
 	get(t, b, "k", o.load, cache.ResultL2Hit)
 
 	// Both replicas hold the same entry, so it goes stale on both at once.
@@ -616,14 +617,14 @@ func TestReplicasRefreshAStaleEntryOnce(t *testing.T) {
 	release := o.hold()
 	defer release()
 	get(t, a, "k", o.load, cache.ResultStale)
-	eventually(t, 5*time.Second, "a's refresh to reach the origin", func() bool { return o.calls.Load() == 2 })
+	testenv.Eventually(t, 5*time.Second, "a's refresh to reach the origin", func() bool { return o.calls.Load() == 2 })
 	get(t, b, "k", o.load, cache.ResultStale) // b's refresh finds a's claim and stands down
 	release()
-	eventually(t, 5*time.Second, "the refreshed value in Redis", func() bool {
+	testenv.Eventually(t, 5*time.Second, "the refreshed value in Redis", func() bool {
 		b, err := rdb.Get(context.Background(), "test:v1:{k}").Bytes()
 		return err == nil && strings.Contains(string(b), "v2")
 	})
-	eventually(t, 5*time.Second, "b to pick up a's refresh from L2", func() bool {
+	testenv.Eventually(t, 5*time.Second, "b to pick up a's refresh from L2", func() bool {
 		v, res, err := b.Get(context.Background(), "k", o.load)
 		return err == nil && res == cache.ResultL1Hit && v == want("v2", "k")
 	})

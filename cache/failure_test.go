@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/metagate/gateway/cache"
+	"github.com/metagate/gateway/internal/testenv"
 )
 
 func errorTTLOptions(clock *fakeClock, observe func(cache.Result)) cache.Options {
@@ -86,7 +87,7 @@ func TestErrorTTLHoldsBackgroundRefreshes(t *testing.T) {
 	clock.Advance(2 * time.Minute)
 	o.set(meta{}, errors.New("idp down"))
 	get(t, c, "k", o.load, cache.ResultStale)
-	eventually(t, 5*time.Second, "the background refresh to fail", func() bool { return o.calls.Load() == 2 })
+	testenv.Eventually(t, 5*time.Second, "the background refresh to fail", func() bool { return o.calls.Load() == 2 })
 	time.Sleep(20 * time.Millisecond) // let the failed refresh finish and be remembered
 	for range 20 {
 		get(t, c, "k", o.load, cache.ResultStale)
@@ -97,7 +98,7 @@ func TestErrorTTLHoldsBackgroundRefreshes(t *testing.T) {
 	clock.Advance(6 * time.Second)
 	o.set(meta{Name: "v2", Tier: 1}, nil)
 	get(t, c, "k", o.load, cache.ResultStale)
-	eventually(t, 5*time.Second, "a refresh after ErrorTTL", func() bool {
+	testenv.Eventually(t, 5*time.Second, "a refresh after ErrorTTL", func() bool {
 		v, res, _ := c.Get(context.Background(), "k", o.load)
 		return res == cache.ResultL1Hit && v == want("v2", "k")
 	})
@@ -135,10 +136,10 @@ func TestErrorTTLIgnoresTheCallersDeadline(t *testing.T) {
 	if _, _, err := c.Get(ctx, "k", load); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Get = %v, want the deadline", err)
 	}
-	eventually(t, 5*time.Second, "the load to be cut", cut.Load)
+	testenv.Eventually(t, 5*time.Second, "the load to be cut", cut.Load)
 	// One impatient caller must not fail the next ones for ErrorTTL. (A
 	// Get may still join the ending fill and get its error: try again.)
-	eventually(t, 5*time.Second, "a Get to load again", func() bool {
+	testenv.Eventually(t, 5*time.Second, "a Get to load again", func() bool {
 		v, res, err := c.Get(context.Background(), "k", load)
 		if res == cache.ResultErrorCached {
 			t.Fatalf("Get = %v: the cut load was remembered as a failure", err)

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/metagate/gateway/cache"
+	"github.com/metagate/gateway/internal/testenv"
 )
 
 // tally counts the events of a callback (OnClaim, OnInvalidation,
@@ -65,7 +66,7 @@ func fleet(t *testing.T, opts cache.Options, clients ...redis.UniversalClient) [
 		rs = append(rs, r)
 	}
 	for i, r := range rs {
-		eventually(t, 10*time.Second, fmt.Sprintf("replica %d's bus to connect", i), r.BusConnected)
+		testenv.Eventually(t, 10*time.Second, fmt.Sprintf("replica %d's bus to connect", i), r.BusConnected)
 	}
 	return rs
 }
@@ -157,7 +158,7 @@ func checkInvalidationReaches(t *testing.T, rs []*replica, key string) time.Dura
 	o := newOrigin("v")
 	get(t, rs[0].Tiered, key, o.load, cache.ResultMiss)
 	for i, r := range rs[1:] {
-		eventually(t, 5*time.Second, fmt.Sprintf("replica %d to read %q from L2", i+1, key), func() bool {
+		testenv.Eventually(t, 5*time.Second, fmt.Sprintf("replica %d to read %q from L2", i+1, key), func() bool {
 			_, res, err := r.Get(context.Background(), key, o.load)
 			return err == nil && (res == cache.ResultL2Hit || res == cache.ResultL1Hit)
 		})
@@ -203,7 +204,7 @@ func TestInvalidationReachesEveryReplica(t *testing.T) {
 		t.Errorf("replica 0 applied %d messages, want 0 (its own are not applied twice)", n)
 	}
 	for i, r := range rs[1:] {
-		eventually(t, time.Second, "the applied events to be counted", func() bool { return r.invalidations.get("applied") == 5 })
+		testenv.Eventually(t, time.Second, "the applied events to be counted", func() bool { return r.invalidations.get("applied") == 5 })
 		if n := r.invalidations.get("published"); n != 0 {
 			t.Errorf("replica %d published %d invalidations: applying a message must not re-publish it", i+1, n)
 		}
@@ -221,7 +222,7 @@ func TestInvalidationReachesEveryReplica(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, r := range rs {
-		eventually(t, time.Second, fmt.Sprintf("replica %d to drop everything", i), func() bool {
+		testenv.Eventually(t, time.Second, fmt.Sprintf("replica %d to drop everything", i), func() bool {
 			_, ok := r.Peek("all-1")
 			return !ok
 		})
@@ -281,7 +282,7 @@ func TestFailedOrClosedHolderHandsOverAtOnce(t *testing.T) {
 				_, _, err := holder.Get(context.Background(), "k", failing.load)
 				holderDone <- err
 			}()
-			eventually(t, 5*time.Second, "the holder to call its origin", func() bool { return failing.calls.Load() == 1 })
+			testenv.Eventually(t, 5*time.Second, "the holder to call its origin", func() bool { return failing.calls.Load() == 1 })
 
 			good := newOrigin("good")
 			start := time.Now()
@@ -293,7 +294,7 @@ func TestFailedOrClosedHolderHandsOverAtOnce(t *testing.T) {
 				}
 				got <- v
 			}()
-			eventually(t, 5*time.Second, "the waiter to wait for the holder", func() bool { return cache.Awaiting(waiter.Tiered) == 1 })
+			testenv.Eventually(t, 5*time.Second, "the waiter to wait for the holder", func() bool { return cache.Awaiting(waiter.Tiered) == 1 })
 			if how == "it is closed" {
 				if err := holder.Close(); err != nil {
 					t.Fatal(err)

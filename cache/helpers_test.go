@@ -191,19 +191,6 @@ func get(t *testing.T, c *cache.Tiered[meta], key string, load cache.Loader[meta
 	return v
 }
 
-// eventually polls cond every few milliseconds until it holds or the
-// deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for: %s", within, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // inRedis reports whether the cache's Redis key for key exists; an error
 // (Redis just restarted) reports false, for eventually to retry.
 func inRedis(t *testing.T, rdb redis.UniversalClient, key string) bool {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/metagate/gateway/cache"
+	"github.com/metagate/gateway/internal/testenv"
 )
 
 // TestInvalidateAllEmptiesBothTiers: after DELETE /admin/cache every key
@@ -23,7 +24,7 @@ func TestInvalidateAllEmptiesBothTiers(t *testing.T) {
 		get(t, a, k, src.load, cache.ResultMiss)
 	}
 	get(t, o, "k1", src.load, cache.ResultMiss)
-	eventually(t, 5*time.Second, "the values to reach Redis", func() bool { return inRedis(t, rdb, "k3") })
+	testenv.Eventually(t, 5*time.Second, "the values to reach Redis", func() bool { return inRedis(t, rdb, "k3") })
 	if err := a.InvalidateAll(context.Background()); err != nil {
 		t.Fatal(err)
 	}

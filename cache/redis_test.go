@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/metagate/gateway/cache"
+	"github.com/metagate/gateway/internal/testenv"
 )
 
 // getWithin is get, also failing when the Get takes longer than bound: a
@@ -38,7 +39,7 @@ func TestRedisKilledAndRestarted(t *testing.T) {
 	o := newOrigin("v")
 
 	get(t, a, "before", o.load, cache.ResultMiss)
-	eventually(t, 5*time.Second, "the value in Redis", func() bool { return inRedis(t, rdb, "before") })
+	testenv.Eventually(t, 5*time.Second, "the value in Redis", func() bool { return inRedis(t, rdb, "before") })
 	if !a.RedisHealthy() {
 		t.Fatal("RedisHealthy is false with Redis up")
 	}
@@ -65,13 +66,13 @@ func TestRedisKilledAndRestarted(t *testing.T) {
 
 	r.Restart()
 	n := 0
-	eventually(t, 10*time.Second, "L2 to be healthy again", func() bool {
+	testenv.Eventually(t, 10*time.Second, "L2 to be healthy again", func() bool {
 		n++
 		getWithin(t, a, fmt.Sprintf("after-%d", n), o.load, cache.ResultMiss, time.Second)
 		return a.RedisHealthy()
 	})
 	get(t, a, "after-restart", o.load, cache.ResultMiss)
-	eventually(t, 5*time.Second, "the value written to the restarted Redis", func() bool {
+	testenv.Eventually(t, 5*time.Second, "the value written to the restarted Redis", func() bool {
 		return inRedis(t, rdb, "after-restart")
 	})
 	b := newTiered(t, opts)
@@ -170,7 +171,7 @@ func TestRedisKeyLayout(t *testing.T) {
 	get(t, c, "client-1", o.load, cache.ResultMiss)
 	key := cache.DefaultPrefix + ":v1:{client-1}"
 	var ttl time.Duration
-	eventually(t, 5*time.Second, key+" in Redis", func() bool {
+	testenv.Eventually(t, 5*time.Second, key+" in Redis", func() bool {
 		var err error
 		ttl, err = rdb.PTTL(context.Background(), key).Result()
 		return err == nil && ttl > 0

@@ -40,7 +40,7 @@ func TestClusterCoalescesAndInvalidates(t *testing.T) {
 		if inRedis(t, clients[0], key) {
 			t.Fatalf("%s still in the cluster after InvalidateAll", key)
 		}
-		eventually(t, time.Second, "replica 0 to drop "+key, func() bool { _, ok := rs[0].Peek(key); return !ok })
+		testenv.Eventually(t, time.Second, "replica 0 to drop "+key, func() bool { _, ok := rs[0].Peek(key); return !ok })
 	}
 }
 
@@ -99,7 +99,7 @@ func TestSentinelFailoverUnderLoad(t *testing.T) {
 	// L2 through the new master: a value one replica loads, the other
 	// reads.
 	n := 0
-	eventually(t, 20*time.Second, "L2 to work through the new master", func() bool {
+	testenv.Eventually(t, 20*time.Second, "L2 to work through the new master", func() bool {
 		n++
 		key := fmt.Sprintf("after-%d", n)
 		_, _, err := rs[0].Get(context.Background(), key, o.load)
@@ -113,7 +113,7 @@ func TestSentinelFailoverUnderLoad(t *testing.T) {
 	t.Logf("L2 shared again %s after the failover began", time.Since(start).Round(time.Millisecond))
 	// The bus: the subscriptions on the demoted master were cut; they
 	// resubscribe through the Sentinel to the new one.
-	eventually(t, 20*time.Second, "invalidations to reach the other replica through the new master", func() bool {
+	testenv.Eventually(t, 20*time.Second, "invalidations to reach the other replica through the new master", func() bool {
 		n++
 		key := fmt.Sprintf("inv-%d", n)
 		get(t, rs[0].Tiered, key, o.load, cache.ResultMiss)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/metagate/gateway/internal/demo"
+	"github.com/metagate/gateway/internal/testenv"
 )
 
 func freeAddr(t *testing.T) string {
@@ -47,17 +48,6 @@ func runCLI(args ...string) (code int, stdout, stderr string) {
 	var out, errb bytes.Buffer
 	code = run(args, &out, &errb)
 	return code, out.String(), errb.String()
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // TestMakeRunAndCurl is the README's first experience: serve the shipped
@@ -114,7 +104,7 @@ func TestMakeRunAndCurl(t *testing.T) {
 	}
 
 	// Readiness on the admin port, then a clean stop on SIGTERM.
-	waitFor(t, "/readyz", func() bool {
+	testenv.Eventually(t, 10*time.Second, "/readyz", func() bool {
 		resp, err := http.Get("http://" + env["GATEWAY_ADMIN_LISTEN"] + "/readyz")
 		if err != nil {
 			return false
@@ -197,7 +187,7 @@ func TestVersionAndUnknownCommand(t *testing.T) {
 // token for svc-billing with the CLI, as a user would.
 func listeningToken(t *testing.T, gw, cfg string) string {
 	t.Helper()
-	waitFor(t, "the gateway to listen", func() bool {
+	testenv.Eventually(t, 10*time.Second, "the gateway to listen", func() bool {
 		resp, err := http.Get(gw + "/")
 		if err == nil {
 			resp.Body.Close()

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/metagate/gateway/internal/testenv"
 )
 
 // signalFixture serves a copy of the shipped gateway.yaml with public
@@ -47,7 +49,7 @@ func startSignalFixture(t *testing.T, serverKeys string, routes string) *signalF
 		}
 		f.done <- code
 	}()
-	waitFor(t, "/readyz", func() bool {
+	testenv.Eventually(t, 10*time.Second, "/readyz", func() bool {
 		code, _ := f.admin("/readyz")
 		return code == 200
 	})
@@ -135,14 +137,14 @@ func TestSIGTERMDrainsThenFinishesSlowRequest(t *testing.T) {
 	start := time.Now()
 	f.signal(t, syscall.SIGTERM)
 
-	waitFor(t, "/readyz to report draining", func() bool {
+	testenv.Eventually(t, 10*time.Second, "/readyz to report draining", func() bool {
 		code, body := f.admin("/readyz")
 		return code == 503 && strings.Contains(body, "draining")
 	})
 	if code, body := f.get(t, "/fast"); code != 200 || body != "done /fast" {
 		t.Fatalf("new connection during the drain: %d %q", code, body)
 	}
-	waitFor(t, "the listener to close after the drain", func() bool {
+	testenv.Eventually(t, 10*time.Second, "the listener to close after the drain", func() bool {
 		c, err := net.DialTimeout("tcp", f.env["GATEWAY_LISTEN"], time.Second)
 		if err == nil {
 			c.Close()
@@ -181,14 +183,14 @@ func TestSIGHUPReloads(t *testing.T) {
 
 	f.write(t, publicRoute("a", "/a", up.URL)+publicRoute("b", "/b", up.URL))
 	f.signal(t, syscall.SIGHUP)
-	waitFor(t, "the new route after SIGHUP", func() bool {
+	testenv.Eventually(t, 10*time.Second, "the new route after SIGHUP", func() bool {
 		code, body := f.get(t, "/b")
 		return code == 200 && body == "up /b"
 	})
 
 	f.write(t, publicRoute("a", "/a", up.URL)+"  - name: broken\n    upstreams: [\"not a url\"]\n")
 	f.signal(t, syscall.SIGHUP)
-	waitFor(t, "the failed reload to be counted", func() bool {
+	testenv.Eventually(t, 10*time.Second, "the failed reload to be counted", func() bool {
 		_, m := f.admin("/metrics")
 		return strings.Contains(m, `gateway_config_reloads_total{result="failure"} 1`)
 	})

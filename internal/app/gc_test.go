@@ -139,7 +139,7 @@ routes:
 		}
 	}
 	defer stop()
-	eventually(t, "/readyz", 10*time.Second, func() bool { code, _ := readyz(t, a); return code == 200 })
+	testenv.Eventually(t, 10*time.Second, "/readyz", func() bool { code, _ := readyz(t, a); return code == 200 })
 	m := scrape(t, a)
 	if m["gateway_gc_percent"] != gctune.LimitedGCPercent || m["gateway_memory_limit_bytes"] != limit {
 		t.Errorf("metrics: gateway_gc_percent %v, gateway_memory_limit_bytes %v; want %d and %d",

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/net/websocket"
 
 	"github.com/metagate/gateway/internal/config"
+	"github.com/metagate/gateway/internal/testenv"
 	"github.com/metagate/gateway/internal/testenv/auth0emu"
 )
 
@@ -32,17 +33,6 @@ func readyz(t *testing.T, a *App) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, strings.TrimSpace(string(b))
-}
-
-func eventually(t *testing.T, what string, within time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // refusing reports whether addr no longer accepts TCP connections.
@@ -77,7 +67,7 @@ func TestReadinessTransitions(t *testing.T) {
 		t.Errorf("%s = %v while the JWKS endpoint fails", jwksFailures, m[jwksFailures])
 	}
 	emu.SetFault(auth0emu.EndpointJWKS, auth0emu.FaultNone)
-	eventually(t, "/readyz 200 after the JWKS comes back", 10*time.Second, func() bool {
+	testenv.Eventually(t, 10*time.Second, "/readyz 200 after the JWKS comes back", func() bool {
 		code, _ := readyz(t, a)
 		return code == 200
 	})
@@ -88,7 +78,7 @@ func TestReadinessTransitions(t *testing.T) {
 
 	stopped := make(chan error, 1)
 	go func() { stopped <- stop() }()
-	eventually(t, "/readyz draining", 2*time.Second, func() bool {
+	testenv.Eventually(t, 2*time.Second, "/readyz draining", func() bool {
 		_, body := readyz(t, a)
 		return body == "not ready: draining"
 	})
@@ -164,7 +154,7 @@ func TestShutdownDeadlineEndsStreamsAndWebSockets(t *testing.T) {
 	start := time.Now()
 	stopped := make(chan error, 1)
 	go func() { stopped <- stop() }()
-	eventually(t, "listener closed", 5*time.Second, func() bool { return refusing(a.Addr("gateway")) })
+	testenv.Eventually(t, 5*time.Second, "listener closed", func() bool { return refusing(a.Addr("gateway")) })
 
 	// The listener is closed, yet both still work.
 	echo := func() error {
@@ -225,7 +215,7 @@ func TestSkipDrain(t *testing.T) {
 	a, stop := runApp(t, cfg, lookup)
 	stopped := make(chan error, 1)
 	go func() { stopped <- stop() }()
-	eventually(t, "draining", 5*time.Second, func() bool { _, b := readyz(t, a); return b == "not ready: draining" })
+	testenv.Eventually(t, 5*time.Second, "draining", func() bool { _, b := readyz(t, a); return b == "not ready: draining" })
 	a.SkipDrain()
 	select {
 	case err := <-stopped:
@@ -287,7 +277,7 @@ func TestShutdownCancelsReload(t *testing.T) {
 			reloaded := make(chan error, 1)
 			go func() { reloaded <- a.Reload(context.Background()) }()
 			failures := `gateway_jwks_refresh_failures_total{issuer="` + other.Issuer() + `"}`
-			eventually(t, "the reload to wait for the new issuer's JWKS", 5*time.Second, func() bool {
+			testenv.Eventually(t, 5*time.Second, "the reload to wait for the new issuer's JWKS", func() bool {
 				if tc.fault == auth0emu.FaultHang {
 					return other.Calls(auth0emu.EndpointJWKS) > 0 // hanging in the first fetch
 				}
@@ -336,7 +326,7 @@ func TestRunStopsWatcherFirst(t *testing.T) {
 	cfg, lookup := loadFile(t, file, exampleEnv(emu, "", up.URL))
 	a, stop := runApp(t, cfg, lookup)
 	defer stop()
-	eventually(t, "the watcher running", 5*time.Second, func() bool { return watchers() == 1 })
+	testenv.Eventually(t, 5*time.Second, "the watcher running", func() bool { return watchers() == 1 })
 
 	served := make(chan int, 1)
 	go func() { served <- get(t, a, emu.ClientToken("svc-billing", apiAudience, time.Hour)) }()
@@ -346,7 +336,7 @@ func TestRunStopsWatcherFirst(t *testing.T) {
 			_ = s.ln.Close() // the gateway's Serve fails: Run shuts down
 		}
 	}
-	eventually(t, "Shutdown to begin", 5*time.Second, a.draining.Load)
+	testenv.Eventually(t, 5*time.Second, "Shutdown to begin", a.draining.Load)
 	if n := watchers(); n != 0 {
 		t.Errorf("the config watcher still runs while Shutdown closes the gateway (%d goroutines)", n)
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/metagate/gateway/internal/testenv"
 	"github.com/metagate/gateway/internal/testenv/auth0emu"
 )
 
@@ -212,7 +213,7 @@ func TestWatchConfigReloadsOnChange(t *testing.T) {
 
 	must(os.Symlink("v2", filepath.Join(dir, "..data_tmp")))
 	must(os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")))
-	eventually(t, "the watched change to be served", 5*time.Second, func() bool {
+	testenv.Eventually(t, 5*time.Second, "the watched change to be served", func() bool {
 		f.get(t, "/reports/q3")
 		return reports.hits.Load() > 0
 	})

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/metagate/gateway/internal/testenv"
 )
 
 // TestAttackExhaustionStalledBodies: 200 clients start a body and stop
@@ -70,7 +72,7 @@ func TestAttackExhaustionStalledBodies(t *testing.T) {
 	if w.up[upPub].arrived.Load() == 0 {
 		t.Log("no stalled request reached the upstream (the gateway buffers bodies?)")
 	}
-	if !eventually(5*time.Second, func() bool { return w.up[upPub].openConns() == 0 }) {
+	if !testenv.Poll(5*time.Second, func() bool { return w.up[upPub].openConns() == 0 }) {
 		t.Errorf("after every stalled client was cut, the upstream still has %d open connection(s) from the gateway", w.up[upPub].openConns())
 	}
 }
@@ -198,7 +200,7 @@ func TestAttackExhaustionUpstreamConnections(t *testing.T) {
 					results[i] = sendRaw(w.gw.addr, rq("GET", c.target), 20*time.Second)
 				}(i)
 			}
-			if !eventually(5*time.Second, func() bool { return u.active.Load() >= c.limit }) {
+			if !testenv.Poll(5*time.Second, func() bool { return u.active.Load() >= c.limit }) {
 				t.Errorf("only %d request(s) reached the upstream, want %d in flight", u.active.Load(), c.limit)
 			}
 			// Give a breach the chance to show before releasing.

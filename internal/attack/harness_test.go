@@ -623,20 +623,6 @@ func sumPrefix(m map[string]float64, prefix string) float64 {
 	return s
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // foldName is a header name compared the way lenient servers do: case
 // ignored, '_' read as '-'.
 func foldName(s string) string { return strings.ToLower(strings.ReplaceAll(s, "_", "-")) }
