@@ -98,8 +98,9 @@ type Options struct {
 	Burst         int
 	// Timeout cuts each HTTP attempt (token or Management API); default 5s.
 	Timeout time.Duration
-	// MaxRetries is how many times a 5xx or network error is retried;
-	// 0 means DefaultMaxRetries (2); a negative value disables retries.
+	// MaxRetries is how many times a 5xx or network error is retried
+	// (0: none, as metadata.auth0.max_retries says; the config's default
+	// is DefaultMaxRetries).
 	MaxRetries int
 	// HTTPClient defaults to a client with its own pooled transport.
 	HTTPClient *http.Client
@@ -177,6 +178,8 @@ func New(opts Options) (*Source, error) {
 		return nil, fmt.Errorf("auth0: Burst must not be negative, got %d", opts.Burst)
 	case opts.Timeout < 0:
 		return nil, fmt.Errorf("auth0: Timeout must not be negative, got %s", opts.Timeout)
+	case opts.MaxRetries < 0:
+		return nil, fmt.Errorf("auth0: MaxRetries must not be negative, got %d", opts.MaxRetries)
 	case opts.CircuitThreshold < 0 || opts.CircuitOpenFor < 0:
 		return nil, fmt.Errorf("auth0: CircuitThreshold and CircuitOpenFor must not be negative")
 	}
@@ -191,12 +194,6 @@ func New(opts Options) (*Source, error) {
 	}
 	if opts.Timeout == 0 {
 		opts.Timeout = DefaultTimeout
-	}
-	switch {
-	case opts.MaxRetries == 0:
-		opts.MaxRetries = DefaultMaxRetries
-	case opts.MaxRetries < 0:
-		opts.MaxRetries = 0
 	}
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = defaultHTTPClient()

@@ -22,7 +22,7 @@ func TestCircuitOpensAndProbes(t *testing.T) {
 			tn := newTenant(t)
 			opts, _ := options(t, tn)
 			const openFor = 400 * time.Millisecond
-			opts.MaxRetries, opts.CircuitThreshold, opts.CircuitOpenFor, opts.Timeout = -1, 3, openFor, 100*time.Millisecond
+			opts.MaxRetries, opts.CircuitThreshold, opts.CircuitOpenFor, opts.Timeout = 0, 3, openFor, 100*time.Millisecond
 			var mu sync.Mutex
 			var states []string
 			opts.OnCircuit = func(s string) { mu.Lock(); states = append(states, s); mu.Unlock() }

@@ -70,6 +70,7 @@ func options(t *testing.T, tn *auth0emu.Tenant) (auth0.Options, *observer.Observ
 		RatePerSecond: 1000,
 		Burst:         1000,
 		Timeout:       2 * time.Second,
+		MaxRetries:    auth0.DefaultMaxRetries,
 		HTTPClient:    &http.Client{Transport: tr},
 		Logger:        zap.New(core),
 	}, logs
@@ -486,17 +487,17 @@ func TestRetries(t *testing.T) {
 		callsDesc  string
 		endpoint   string
 	}{
-		{"500 once, then success", 0, func(tn *auth0emu.Tenant) { tn.SetFaultN("users", auth0emu.Fault500, 1) },
+		{"500 once, then success", 2, func(tn *auth0emu.Tenant) { tn.SetFaultN("users", auth0emu.Fault500, 1) },
 			nil, func(n int) bool { return n == 2 }, "2", "users"},
 		{"500 persisting: MaxRetries+1 attempts", 2, func(tn *auth0emu.Tenant) { tn.SetFault("users", auth0emu.Fault500) },
 			auth0.ErrUnavailable, func(n int) bool { return n == 3 }, "3", "users"},
-		{"retries disabled", -1, func(tn *auth0emu.Tenant) { tn.SetFault("users", auth0emu.Fault500) },
+		{"retries disabled", 0, func(tn *auth0emu.Tenant) { tn.SetFault("users", auth0emu.Fault500) },
 			auth0.ErrUnavailable, func(n int) bool { return n == 1 }, "1", "users"},
-		{"connection dropped once", 0, func(tn *auth0emu.Tenant) { tn.SetFaultN("users", auth0emu.FaultDrop, 1) },
+		{"connection dropped once", 2, func(tn *auth0emu.Tenant) { tn.SetFaultN("users", auth0emu.FaultDrop, 1) },
 			nil, func(n int) bool { return n >= 2 }, ">= 2", "users"},
 		{"connection dropped every time", 1, func(tn *auth0emu.Tenant) { tn.SetFault("users", auth0emu.FaultDrop) },
 			auth0.ErrUnavailable, func(n int) bool { return n >= 2 }, ">= 2", "users"},
-		{"token endpoint 500 once", 0, func(tn *auth0emu.Tenant) { tn.SetFaultN("token", auth0emu.Fault500, 1) },
+		{"token endpoint 500 once", 2, func(tn *auth0emu.Tenant) { tn.SetFaultN("token", auth0emu.Fault500, 1) },
 			nil, func(n int) bool { return n == 2 }, "2", "token"},
 		{"token endpoint down", 1, func(tn *auth0emu.Tenant) { tn.SetFault("token", auth0emu.Fault500) },
 			auth0.ErrUnavailable, func(n int) bool { return n == 2 }, "2", "token"},

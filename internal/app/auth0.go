@@ -11,10 +11,6 @@ import (
 )
 
 func newAuth0Source(c config.Auth0Source, log *zap.Logger, observe func(string, int, time.Duration), onBudgetWait func(), onCircuit func(string)) (*auth0.Source, error) {
-	retries := c.MaxRetries
-	if retries == 0 {
-		retries = -1 // config 0 means no retries; the source reads 0 as "default"
-	}
 	s, err := auth0.New(auth0.Options{
 		ManagementURL:       c.ManagementURL,
 		TokenURL:            c.TokenURL,
@@ -25,7 +21,7 @@ func newAuth0Source(c config.Auth0Source, log *zap.Logger, observe func(string, 
 		RatePerSecond:       c.RatePerSecond,
 		Burst:               c.Burst,
 		Timeout:             c.Timeout.D(),
-		MaxRetries:          retries,
+		MaxRetries:          c.MaxRetries,
 		Logger:              log,
 		Observe:             observe,
 		OnBudgetWait:        onBudgetWait,

@@ -90,7 +90,7 @@ func emulated(t *testing.T) (*auth0emu.Tenant, env) {
 	t.Cleanup(tr.CloseIdleConnections)
 	src, err := auth0.New(auth0.Options{
 		ManagementURL: tn.URL(), ClientID: gatewayID, ClientSecret: gatewaySecret,
-		RatePerSecond: 1000, Burst: 1000, Timeout: 2 * time.Second, MaxRetries: -1,
+		RatePerSecond: 1000, Burst: 1000, Timeout: 2 * time.Second, MaxRetries: 0,
 		HTTPClient: &http.Client{Transport: tr}, Logger: e.log.Named("auth0"),
 	})
 	if err != nil {
