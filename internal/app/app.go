@@ -244,10 +244,7 @@ func (a *App) startDevIssuer(d config.DevIssuer) error {
 	di := devissuer.New(devissuer.Options{Issuer: iss, Audience: d.Audience, TTL: d.TokenTTL.D(), Key: key, Clients: clients})
 	a.DevIssuer = di
 	a.addServer(nil, "dev issuer", ln, di.Handler(), true)
-	ic := config.Issuer{Issuer: iss, Audiences: []string{d.Audience}}
-	ic.Algorithms = []string{"RS256"}
-	ic.Leeway, ic.JWKSRefresh, ic.UnknownKIDRefresh = config.Duration(30*time.Second), config.Duration(time.Hour), config.Duration(time.Minute)
-	ic.JWKSURL = "http://" + addr + "/.well-known/jwks.json"
+	ic := config.DevIssuerEntry(d, iss, "http://"+addr+"/.well-known/jwks.json")
 	dev := issuerConfig(ic)
 	a.devIssuer = &dev
 	return nil

@@ -400,6 +400,34 @@ func DefaultStripUntrusted() []string {
 	}
 }
 
+// applyDefaults fills, once and in one place, every default that depends
+// on other keys (the static ones are in Default). Validation then only
+// reports, and the code that builds the runtime never defaults again.
+func (cfg *Config) applyDefaults() {
+	for i := range cfg.Issuers {
+		issuerDefaults(&cfg.Issuers[i])
+	}
+	if d := &cfg.DevIssuer; d.Issuer == "" {
+		d.Issuer = "http://" + d.Listen + "/"
+	}
+	for i := range cfg.Routes {
+		if cfg.Routes[i].Auth == "" {
+			cfg.Routes[i].Auth = "required"
+		}
+	}
+	featureDefaults(cfg)
+}
+
+// DevIssuerEntry is the running dev issuer as an issuers entry, with the
+// same defaults every issuer gets: the gateway trusts it like any other.
+// issuer and jwksURL are where it really listens (a test may ask for a
+// free port).
+func DevIssuerEntry(d DevIssuer, issuer, jwksURL string) Issuer {
+	is := Issuer{Issuer: issuer, Audiences: []string{d.Audience}, JWKSURL: jwksURL}
+	issuerDefaults(&is)
+	return is
+}
+
 // issuerDefaults fills what an issuer entry leaves out.
 func issuerDefaults(is *Issuer) {
 	if len(is.Algorithms) == 0 {

@@ -77,10 +77,7 @@ func Parse(file string, raw []byte, lookupEnv func(string) (string, bool)) (*Con
 		return nil, w.typeErrors(err)
 	}
 	cfg.File = file
-	for i := range cfg.Issuers {
-		issuerDefaults(&cfg.Issuers[i])
-	}
-	featureDefaults(&cfg)
+	cfg.applyDefaults()
 	if errs := cfg.validate(); len(errs) > 0 {
 		return nil, errs
 	}

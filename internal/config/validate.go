@@ -208,11 +208,7 @@ func (cfg *Config) checkTracing(c *checker) {
 func (cfg *Config) checkRoute(c *checker, i int) {
 	r := &cfg.Routes[i]
 	p := fmt.Sprintf("routes[%d]", i)
-	if r.Auth == "" {
-		r.Auth = "required"
-	} else {
-		c.oneOf(p+".auth", r.Auth, "required", "optional", "public")
-	}
+	c.oneOf(p+".auth", r.Auth, "required", "optional", "public")
 	m := r.Match
 	switch {
 	case m.PathPrefix == "" && m.Path == "":
@@ -312,9 +308,6 @@ func (cfg *Config) checkDevIssuer(c *checker) {
 		return
 	}
 	c.hostPort("dev_issuer.listen", d.Listen)
-	if d.Issuer == "" {
-		d.Issuer = "http://" + d.Listen + "/"
-	}
 	c.httpURL("dev_issuer.issuer", d.Issuer)
 	if d.Audience == "" {
 		c.add("dev_issuer.audience", "is required")
