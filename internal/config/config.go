@@ -5,6 +5,7 @@
 package config
 
 import (
+	"net/url"
 	"time"
 )
 
@@ -413,6 +414,12 @@ func (cfg *Config) applyDefaults() {
 	for i := range cfg.Routes {
 		if cfg.Routes[i].Auth == "" {
 			cfg.Routes[i].Auth = "required"
+		}
+	}
+	if a := &cfg.Metadata.Auth0; a.ManagementURL == "" && len(cfg.Issuers) > 0 {
+		// The first issuer's scheme and host (https://TENANT.auth0.com/).
+		if u, err := url.Parse(cfg.Issuers[0].Issuer); err == nil && u.Host != "" {
+			a.ManagementURL = u.Scheme + "://" + u.Host
 		}
 	}
 	featureDefaults(cfg)

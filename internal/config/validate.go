@@ -363,12 +363,6 @@ func (cfg *Config) checkMetadata(c *checker) {
 		return
 	}
 	a := &cfg.Metadata.Auth0
-	if a.ManagementURL == "" && len(cfg.Issuers) > 0 {
-		// Default: the first issuer's scheme and host (https://TENANT.auth0.com/).
-		if u, err := url.Parse(cfg.Issuers[0].Issuer); err == nil && u.Host != "" {
-			a.ManagementURL = u.Scheme + "://" + u.Host
-		}
-	}
 	if a.ManagementURL == "" {
 		c.add("metadata.auth0.management_url", "is required when no issuer is configured (the tenant's canonical https://TENANT.auth0.com, not a custom domain)")
 	} else if u := c.httpURL("metadata.auth0.management_url", a.ManagementURL); u != nil && u.Path != "" && u.Path != "/" {
