@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"net/netip"
-	"net/url"
 	"reflect"
 	"slices"
 	"time"
@@ -268,10 +266,6 @@ func (a *App) buildGateway(cfg *config.Config, g *generation) (*proxy.Gateway, e
 		rc.AssertionAudience = assertionAudience(cfg.Assertion, r)
 		routes = append(routes, rc)
 	}
-	var trusted []netip.Prefix
-	for _, p := range cfg.Server.TrustedProxies {
-		trusted = append(trusted, netip.MustParsePrefix(p)) // validated by config
-	}
 	h := cfg.Headers
 	var resolver proxy.MetadataResolver
 	if g.resolver.resolver != nil {
@@ -297,7 +291,7 @@ func (a *App) buildGateway(cfg *config.Config, g *generation) (*proxy.Gateway, e
 		Realm:          cfg.Server.Realm,
 		ReadTimeout:    cfg.Server.ReadTimeout.D(),
 		ForwardUnknown: cfg.Metadata.OnUnknown == "forward",
-		TrustedProxies: trusted,
+		TrustedProxies: cfg.Server.TrustedPrefixes,
 		// One transport for every generation: a reload keeps the pooled
 		// upstream connections.
 		Transport:      a.transport,
@@ -382,13 +376,7 @@ func routeConfig(i int, r config.Route) (proxy.RouteConfig, error) {
 	default:
 		rc.Auth = proxy.AuthRequired
 	}
-	for _, u := range r.Upstreams {
-		pu, err := url.Parse(u)
-		if err != nil {
-			return rc, fmt.Errorf("routes[%d].upstreams: %w", i, err)
-		}
-		rc.Upstreams = append(rc.Upstreams, pu)
-	}
+	rc.Upstreams = r.UpstreamURLs
 	return rc, nil
 }
 

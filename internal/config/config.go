@@ -5,6 +5,7 @@
 package config
 
 import (
+	"net/netip"
 	"net/url"
 	"time"
 )
@@ -68,6 +69,9 @@ type Server struct {
 	TLS   TLS  `yaml:"tls"`
 	// TrustedProxies are CIDRs whose X-Forwarded-* headers are kept.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// TrustedPrefixes are TrustedProxies as validation parsed them: the
+	// runtime uses these and never parses again.
+	TrustedPrefixes []netip.Prefix `yaml:"-"`
 	// GCPercent is the garbage collector's GOGC for the process. Nil
 	// picks GOGC from the environment, else 400 under a memory limit
 	// (the limit protects the process as the heap nears it) and Go's 100
@@ -261,6 +265,8 @@ type Route struct {
 	Name        string   `yaml:"name"`
 	Match       Match    `yaml:"match"`
 	Upstreams   []string `yaml:"upstreams"`
+	// UpstreamURLs are Upstreams as validation parsed them.
+	UpstreamURLs []*url.URL `yaml:"-"`
 	StripPrefix string   `yaml:"strip_prefix"`
 	AddPrefix   string   `yaml:"add_prefix"`
 	Auth        string   `yaml:"auth"` // required | optional | public

@@ -139,10 +139,15 @@ func (cfg *Config) validate() Errors {
 	if (s.TLS.CertFile == "") != (s.TLS.KeyFile == "") {
 		c.add("server.tls", "set both cert_file and key_file, or neither")
 	}
+	cfg.Server.TrustedPrefixes = nil
 	for i, p := range s.TrustedProxies {
-		if _, err := netip.ParsePrefix(p); err != nil {
+		pp, err := netip.ParsePrefix(p)
+		if err != nil {
 			c.add(fmt.Sprintf("server.trusted_proxies[%d]", i), "%q is not a CIDR such as 10.0.0.0/8", p)
+			continue
 		}
+		// Kept as parsed: building the runtime never parses again.
+		cfg.Server.TrustedPrefixes = append(cfg.Server.TrustedPrefixes, pp)
 	}
 	if cfg.DemoUpstream.Enabled {
 		c.hostPort("demo_upstream.listen", cfg.DemoUpstream.Listen)
@@ -247,11 +252,14 @@ func (cfg *Config) checkRoute(c *checker, i int) {
 	if len(r.Upstreams) == 0 {
 		c.add(p+".upstreams", "at least one upstream URL is required")
 	}
+	r.UpstreamURLs = nil
 	for j, u := range r.Upstreams {
 		pu, err := url.Parse(u)
 		if err != nil || pu.Host == "" || (pu.Scheme != "http" && pu.Scheme != "https") {
 			c.add(fmt.Sprintf("%s.upstreams[%d]", p, j), "%q is not an absolute http(s) URL", u)
+			continue
 		}
+		r.UpstreamURLs = append(r.UpstreamURLs, pu) // kept as parsed, like trusted_proxies
 	}
 	for j, k := range r.Callers {
 		c.oneOf(fmt.Sprintf("%s.callers[%d]", p, j), k, "client", "user")
