@@ -24,12 +24,9 @@ func invalidate(args []string, stdout io.Writer) error {
 	admin := fs.String("admin", envOr("GATEWAY_ADMIN_URL", "http://127.0.0.1:9090"), "the admin listener's URL (env GATEWAY_ADMIN_URL)")
 	token := fs.String("token", "", "invalidation.admin_token (default: env GATEWAY_ADMIN_TOKEN)")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "Usage: gateway invalidate --client ID | --user ID | --all [--issuer URL] [--admin URL] [--token T]\n\n"+
-			"Example:\n  GATEWAY_ADMIN_TOKEN=... gateway invalidate --client svc-billing\n\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	// The usage line, description and examples are in help.go, with
+	// every other command's.
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	n := 0

@@ -1,11 +1,17 @@
 // Command gateway runs the API gateway: it verifies bearer JWTs, resolves
 // the caller's metadata and forwards trusted X-Client-* headers upstream.
 //
-//	gateway [serve] [--config FILE]   run the gateway (default command)
-//	gateway check   [--config FILE]   validate the config, list every problem
-//	gateway token   --client ID | --user ID [--scope S] [--ttl D] [--config FILE]
-//	gateway health  [--addr HOST:PORT] [--ready]
+//	gateway serve      [--config FILE]   run the gateway
+//	gateway check      [--config FILE]   validate the config, list every problem
+//	gateway token      --client ID | --user ID [--scope S] [--ttl D] [--config FILE]
+//	gateway health     [--addr HOST:PORT] [--ready]
+//	gateway invalidate --client ID | --user ID | --all [--admin URL] [--token T]
 //	gateway version
+//	gateway help       [COMMAND]
+//
+// Arguments that start with a flag (gateway --config FILE) still mean
+// serve. Exit codes: 0 success, 1 runtime or configuration error, 2 usage
+// error. The help texts are in help.go.
 package main
 
 import (
@@ -42,14 +48,31 @@ func main() {
 // run is main without the process: it returns the exit code, so tests can
 // drive every subcommand.
 func run(args []string, stdout, stderr io.Writer) int {
-	cmd := "serve"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		cmd, args = args[0], args[1:]
+	if len(args) == 0 {
+		// The list, as a usage error: a supervisor that still starts a
+		// bare `gateway` to serve ./gateway.yaml (what it once meant)
+		// then sees the process fail instead of exit cleanly.
+		commandList(stderr)
+		fmt.Fprintln(stderr, "\ngateway: no command given; to run the gateway: gateway serve --config FILE")
+		return 2
+	}
+	cmd := args[0]
+	switch {
+	case cmd == "-h" || cmd == "-help" || cmd == "--help":
+		cmd, args = "help", nil
+	case cmd == "-version" || cmd == "--version":
+		cmd, args = "version", nil
+	case strings.HasPrefix(cmd, "-"):
+		// gateway --config FILE: serve was the default command, and
+		// scripts written then still work.
+		cmd = "serve"
+	default:
+		args = args[1:]
 	}
 	var err error
 	switch cmd {
 	case "serve":
-		err = serve(args, stderr)
+		err = serve(args, stdout, stderr)
 	case "check":
 		err = check(args, stdout)
 	case "token":
@@ -59,12 +82,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "invalidate":
 		err = invalidate(args, stdout)
 	case "version":
-		fmt.Fprintln(stdout, "gateway", version)
-	case "help", "-h", "--help":
-		usage(stdout)
+		err = versionCmd(args, stdout)
+	case "help":
+		return help(args, stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "gateway: unknown command %q\n\n", cmd)
-		usage(stderr)
+		unknownCommand(stderr, cmd)
 		return 2
 	}
 	if errors.Is(err, flag.ErrHelp) {
@@ -74,6 +96,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "gateway:", err)
 		var usageErr *usageError
 		if errors.As(err, &usageErr) {
+			usageHint(stderr, cmd)
 			return 2
 		}
 		return 1
@@ -81,28 +104,50 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// usageError is a command line that cannot run as given (exit 2, with the
+// command's usage line), as opposed to one that ran and failed (exit 1).
 type usageError struct{ msg string }
 
 func (e *usageError) Error() string { return e.msg }
 
-func usage(w io.Writer) {
-	fmt.Fprint(w, `Usage:
-  gateway [serve] [--config FILE]   run the gateway (default command)
-  gateway check   [--config FILE]   validate the config and list every problem
-  gateway token   --client ID | --user ID [--scope S] [--ttl D] [--config FILE]
-                                    mint a token from the dev issuer
-  gateway health  [--addr HOST:PORT] [--ready]
-                                    probe the admin listener: exit 0 when healthy
-                                    (for Docker HEALTHCHECK: the image has no curl)
-  gateway invalidate --client ID | --user ID | --all [--admin URL] [--token T]
-                                    forget a cached caller on every replica (admin API)
-  gateway version
-`)
+func unknownCommand(stderr io.Writer, name string) {
+	fmt.Fprintf(stderr, "gateway: unknown command %q\n\n", name)
+	commandList(stderr)
 }
 
-func flags(name string, out io.Writer) (*flag.FlagSet, *string) {
+// help is `gateway help [COMMAND]`. A command's help is the one its own
+// --help prints: run parses its flags, so the help cannot leave one out.
+func help(args []string, stdout, stderr io.Writer) int {
+	switch {
+	case len(args) == 0:
+		commandList(stdout)
+		return 0
+	case len(args) > 1:
+		fmt.Fprintf(stderr, "gateway: help: give one command, not %d\n", len(args))
+		usageHint(stderr, "help")
+		return 2
+	case args[0] == "help" || args[0] == "-h" || args[0] == "-help" || args[0] == "--help":
+		commandHelp(stdout, "help", nil)
+		return 0
+	}
+	if _, ok := lookup(args[0]); !ok {
+		unknownCommand(stderr, args[0])
+		return 2
+	}
+	return run([]string{args[0], "--help"}, stdout, stderr)
+}
+
+func versionCmd(args []string, stdout io.Writer) error {
+	if err := parseFlags(flag.NewFlagSet("version", flag.ContinueOnError), args, stdout); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "gateway", version)
+	return nil
+}
+
+// configFlags is the FlagSet of a command that reads the config file.
+func configFlags(name string) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(out)
 	file := fs.String("config", defaultConfig, "configuration file")
 	return fs, file
 }
@@ -112,8 +157,8 @@ func load(file string) (*config.Config, error) {
 }
 
 func check(args []string, stdout io.Writer) error {
-	fs, file := flags("check", stdout)
-	if err := fs.Parse(args); err != nil {
+	fs, file := configFlags("check")
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if _, err := load(*file); err != nil {
@@ -124,13 +169,13 @@ func check(args []string, stdout io.Writer) error {
 }
 
 func token(args []string, stdout io.Writer) error {
-	fs, file := flags("token", stdout)
+	fs, file := configFlags("token")
 	client := fs.String("client", "", "mint a client-credentials token for this client id")
 	user := fs.String("user", "", "mint a user token for this subject")
 	scope := fs.String("scope", "", "space-separated scopes (default: the client's scopes from dev_issuer.clients)")
 	ttl := fs.Duration("ttl", 0, "token lifetime (default: dev_issuer.token_ttl)")
 	aud := fs.String("audience", "", "audience (default: dev_issuer.audience)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if (*client == "") == (*user == "") {
@@ -165,11 +210,10 @@ func token(args []string, stdout io.Writer) error {
 // HEALTHCHECK): the distroless image has no shell or curl.
 func health(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("health", flag.ContinueOnError)
-	fs.SetOutput(stdout)
 	addr := fs.String("addr", "127.0.0.1:9090", "the admin listener (server.admin_listen)")
 	ready := fs.Bool("ready", false, "probe /readyz (ready to take traffic) instead of /healthz (alive)")
 	timeout := fs.Duration("timeout", 2*time.Second, "give up after this long")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	path := "/healthz"
@@ -190,9 +234,9 @@ func health(args []string, stdout io.Writer) error {
 	return nil
 }
 
-func serve(args []string, stderr io.Writer) (err error) {
-	fs, file := flags("serve", stderr)
-	if err := fs.Parse(args); err != nil {
+func serve(args []string, stdout, stderr io.Writer) (err error) {
+	fs, file := configFlags("serve")
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	cfg, err := load(*file)

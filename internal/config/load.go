@@ -57,34 +57,136 @@ func Load(file string, lookupEnv func(string) (string, bool)) (*Config, error) {
 }
 
 // Parse is Load for bytes already read; file is only used in messages.
+//
+// It reports every problem in one pass, so that `gateway check` lists them
+// all instead of one per run: the key walker's (unknown keys, unset
+// variables, a list where a mapping belongs), then every type error of the
+// decode (yaml.v3 collects them and decodes the rest), then validation of
+// what did decode, then unreadable secret files. A problem at a key path an
+// earlier stage already reported is left out: it would only restate that
+// the value there is unusable. Problems are ordered by line; each carries
+// the line of its key where the file has it.
 func Parse(file string, raw []byte, lookupEnv func(string) (string, bool)) (*Config, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		return nil, Errors{{File: file, Msg: "not valid YAML: " + err.Error()}}
+		e := &Error{File: file, Msg: "not valid YAML: " + err.Error()}
+		if m := syntaxLine.FindStringSubmatch(err.Error()); m != nil {
+			e.Line, _ = strconv.Atoi(m[1])
+			e.Msg = "not valid YAML: " + m[2]
+		}
+		return nil, Errors{e}
 	}
 	cfg := Default()
 	cfg.File = file
 	if len(doc.Content) == 0 {
 		return nil, Errors{{File: file, Msg: "the file is empty"}}
 	}
-	w := walker{file: file, env: lookupEnv, lines: map[int]string{}}
 	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode && !(root.Kind == yaml.ScalarNode && root.ShortTag() == "!!null") {
+		// Nothing below would hold: every key would be missing.
+		return nil, Errors{{File: file, Line: root.Line, Msg: "must be a mapping of keys such as server:, issuers: and routes:"}}
+	}
+	w := walker{file: file, env: lookupEnv, lines: map[int]string{}, at: map[string]int{}}
 	w.walk(root, reflect.TypeOf(cfg), "")
-	if len(w.errs) > 0 {
-		return nil, w.errs
-	}
-	if err := root.Decode(&cfg); err != nil {
-		return nil, w.typeErrors(err)
-	}
+	p := problems{file: file}
+	p.add(w.errs)
+	err := root.Decode(&cfg)
+	p.add(w.typeErrors(err))
 	cfg.File = file
-	cfg.applyDefaults()
-	if errs := cfg.validate(); len(errs) > 0 {
-		return nil, errs
+	var te *yaml.TypeError
+	if err == nil || errors.As(err, &te) {
+		// A type error leaves its field as it was (the default) and
+		// decodes the rest, so the rest can be validated. Any other
+		// error stopped the decode midway: validating it would report
+		// the keys it never reached.
+		cfg.applyDefaults()
+		p.add(cfg.validate())
+		p.add(cfg.loadSecrets())
 	}
-	if err := cfg.loadSecrets(); err != nil {
-		return nil, err
+	if len(p.errs) > 0 {
+		return nil, p.sorted(w.at)
 	}
 	return &cfg, nil
+}
+
+// syntaxLine finds the line in yaml.v3's syntax errors ("yaml: line 3:
+// could not find expected ':'"), so they get file:line like the rest.
+var syntaxLine = regexp.MustCompile(`^yaml: line (\d+): (?s)(.*)`)
+
+// problems gathers the errors of Parse's stages. Each stage's problems
+// are added after the previous stage's, so covered can drop the ones at
+// (or under) a key path that is already reported.
+type problems struct {
+	file    string
+	errs    Errors
+	covered map[string]bool
+}
+
+// add appends a stage's problems: err is nil, Errors, or any other error
+// (reported with the file only).
+func (p *problems) add(err error) {
+	if err == nil {
+		return
+	}
+	var es Errors
+	if !errors.As(err, &es) {
+		es = Errors{{File: p.file, Msg: err.Error()}}
+	}
+	var stage []string
+	for _, e := range es {
+		if p.isCovered(e.Path) {
+			continue
+		}
+		p.errs = append(p.errs, e)
+		if e.Path != "" {
+			stage = append(stage, e.Path)
+		}
+	}
+	if p.covered == nil {
+		p.covered = map[string]bool{}
+	}
+	for _, path := range stage {
+		p.covered[path] = true
+	}
+}
+
+// isCovered reports whether an earlier stage reported path or one of its
+// ancestors ("server" covers "server.listen" and "routes[0]" covers
+// "routes[0].match"). Whole-file problems (no path) cover nothing.
+func (p *problems) isCovered(path string) bool {
+	for ; path != ""; path = parent(path) {
+		if p.covered[path] {
+			return true
+		}
+	}
+	return false
+}
+
+// parent is the key path one level up: "a.b[2]" → "a.b" → "a" → "".
+func parent(path string) string {
+	i := strings.LastIndexAny(path, ".[")
+	if i < 0 {
+		return ""
+	}
+	return path[:i]
+}
+
+// sorted fills in the line of the problems that have none (validation
+// knows key paths, not lines) from the key's line in the file, or its
+// nearest ancestor's when the key itself is missing (issuers[0].audiences
+// points at issuers[0]), and orders them by line. Problems still without a
+// line (about a top-level key the file lacks) come last, in their order.
+func (p *problems) sorted(at map[string]int) Errors {
+	for _, e := range p.errs {
+		for path := e.Path; e.Line == 0 && path != ""; path = parent(path) {
+			e.Line = at[path]
+		}
+	}
+	sort.SliceStable(p.errs, func(i, j int) bool {
+		a, b := p.errs[i].Line, p.errs[j].Line
+		return a != 0 && (b == 0 || a < b)
+	})
+	return p.errs
 }
 
 // walker checks keys against the Go types before decoding (yaml's own
@@ -92,10 +194,15 @@ func Parse(file string, raw []byte, lookupEnv func(string) (string, bool)) (*Con
 // ${VAR:-default} in every scalar value, so a typed field can be set from
 // the environment.
 type walker struct {
-	file  string
-	env   func(string) (string, bool)
-	errs  Errors
+	file string
+	env  func(string) (string, bool)
+	errs Errors
+	// lines maps a line to the key path whose key or value starts there,
+	// for yaml's type errors, which only say "line 7".
 	lines map[int]string
+	// at maps a key path to the line of its key (of the item, in a list),
+	// for validation's problems, which only know the path.
+	at map[string]int
 	// aliased are the anchored nodes already walked. An alias's target
 	// is walked (and its ${VAR}s expanded) once: walking it again would
 	// expand text that is already expanded, loop forever on an anchor
@@ -106,6 +213,14 @@ type walker struct {
 
 func (w *walker) fail(n *yaml.Node, path, format string, args ...any) {
 	w.errs = append(w.errs, &Error{File: w.file, Path: path, Line: n.Line, Msg: fmt.Sprintf(format, args...)})
+}
+
+// locate records the line of path's key (the first one, if the key is
+// repeated), unless the walker was built without the map.
+func (w *walker) locate(path string, n *yaml.Node) {
+	if _, seen := w.at[path]; !seen && w.at != nil {
+		w.at[path] = n.Line
+	}
 }
 
 func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
@@ -128,6 +243,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 		if _, seen := w.lines[n.Line]; !seen {
 			w.lines[n.Line] = path
 		}
+		w.locate(path, n)
 	}
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
@@ -169,11 +285,13 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 					continue
 				}
 				w.lines[k.Line] = p
+				w.locate(p, k)
 				w.walk(v, ft, p)
 			}
 		case reflect.Map:
 			for i := 0; i+1 < len(n.Content); i += 2 {
 				k, v := n.Content[i], n.Content[i+1]
+				w.locate(join(path, k.Value), k)
 				w.walk(v, t.Elem(), join(path, k.Value))
 			}
 		case reflect.Interface:
@@ -181,6 +299,8 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 				k, v := n.Content[i], n.Content[i+1]
 				w.walk(v, t, join(path, k.Value))
 			}
+		case reflect.Slice:
+			w.fail(n, path, "must be a list, not a mapping")
 		default:
 			w.fail(n, path, "must be a single value, not a mapping")
 		}
@@ -217,8 +337,11 @@ func (w *walker) expand(n *yaml.Node, path string) {
 var lineRef = regexp.MustCompile(`line (\d+): (.*)`)
 
 // typeErrors turns yaml.v3 type errors ("line 7: cannot unmarshal ...") into
-// errors that name the key path.
+// errors that name the key path; err is Decode's, nil when it succeeded.
 func (w *walker) typeErrors(err error) error {
+	if err == nil {
+		return nil
+	}
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
 		return Errors{{File: w.file, Msg: err.Error()}}
