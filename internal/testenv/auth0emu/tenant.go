@@ -224,28 +224,25 @@ func (t *Tenant) SetClientMetadata(id string, md map[string]string) {
 // SetUserAppMetadata replaces a user's app_metadata. It fails the test if
 // the user is unknown.
 func (t *Tenant) SetUserAppMetadata(id string, md map[string]any) {
-	md = t.cloneJSON(md)
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	u, ok := t.users[id]
-	if !ok {
-		t.tb.Fatalf("auth0emu: SetUserAppMetadata: no user %q", id)
-	}
-	u.AppMetadata = md
-	t.users[id] = u
+	t.updateUser("SetUserAppMetadata", id, func(u *User) { u.AppMetadata = t.cloneJSON(md) })
 }
 
 // SetUserMetadata replaces a user's user_metadata. It fails the test if
 // the user is unknown.
 func (t *Tenant) SetUserMetadata(id string, md map[string]any) {
-	md = t.cloneJSON(md)
+	t.updateUser("SetUserMetadata", id, func(u *User) { u.UserMetadata = t.cloneJSON(md) })
+}
+
+// updateUser applies change to a known user, as a PATCH /api/v2/users/{id}
+// would; op names the caller in the failure.
+func (t *Tenant) updateUser(op, id string, change func(*User)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	u, ok := t.users[id]
 	if !ok {
-		t.tb.Fatalf("auth0emu: SetUserMetadata: no user %q", id)
+		t.tb.Fatalf("auth0emu: %s: no user %q", op, id)
 	}
-	u.UserMetadata = md
+	change(&u)
 	t.users[id] = u
 }
 
