@@ -237,11 +237,8 @@ func (a *App) startDevIssuer(d config.DevIssuer) error {
 	if strings.HasSuffix(d.Listen, ":0") && iss == "http://"+d.Listen+"/" {
 		iss = "http://" + addr + "/" // a test asked for any free port
 	}
-	clients := make([]devissuer.Client, len(d.Clients))
-	for i, c := range d.Clients {
-		clients[i] = devissuer.Client{ID: c.ID, Secret: c.Secret, Scopes: c.Scopes}
-	}
-	di := devissuer.New(devissuer.Options{Issuer: iss, Audience: d.Audience, TTL: d.TokenTTL.D(), Key: key, Clients: clients})
+	clients, users := devIssuerUsers(d)
+	di := devissuer.New(devissuer.Options{Issuer: iss, Audience: d.Audience, TTL: d.TokenTTL.D(), Key: key, Clients: clients, Users: users})
 	a.DevIssuer = di
 	a.addServer(nil, "dev issuer", ln, di.Handler(), true)
 	ic := config.DevIssuerEntry(d, iss, "http://"+addr+"/.well-known/jwks.json")

@@ -1,17 +1,18 @@
 package assertion
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"sync/atomic"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/metagate/gateway/internal/jose"
 	"github.com/metagate/gateway/internal/keyfile"
 )
 
@@ -47,38 +48,28 @@ func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 // newSigningKey derives a signingKey from a parsed PKCS#8 key. The key's
 // type decides the algorithm: the file is the authority, so a key made
 // for EdDSA keeps signing EdDSA whatever assertion.algorithm says now.
+// The kid and JWK come from internal/jose, like every other key the
+// gateway publishes; the header is encoded here once, because sign
+// starts every assertion with it.
 func newSigningKey(path string, priv any) (*signingKey, error) {
-	k := &signingKey{priv: priv}
-	// The members of the RFC 7638 thumbprint input, in its lexical order;
-	// the JWK adds the rest.
-	var thumb string
-	var jwk map[string]string
+	var signer crypto.Signer
 	switch p := priv.(type) {
 	case *ecdsa.PrivateKey:
 		if p.Curve != elliptic.P256() {
 			return nil, fmt.Errorf("assertion key %s: an EC key on %s; only P-256 (ES256) is supported", path, p.Curve.Params().Name)
 		}
-		pt, err := p.PublicKey.Bytes() // 0x04 || X || Y, 32 bytes each
-		if err != nil {
-			return nil, fmt.Errorf("assertion key %s: %w", path, err)
-		}
-		x, y := b64(pt[1:33]), b64(pt[33:65])
-		k.method, k.alg = jwt.SigningMethodES256, "ES256"
-		thumb = `{"crv":"P-256","kty":"EC","x":"` + x + `","y":"` + y + `"}`
-		jwk = map[string]string{"kty": "EC", "crv": "P-256", "x": x, "y": y}
+		signer = p
 	case ed25519.PrivateKey:
-		x := b64(p.Public().(ed25519.PublicKey))
-		k.method, k.alg = jwt.SigningMethodEdDSA, "EdDSA"
-		thumb = `{"crv":"Ed25519","kty":"OKP","x":"` + x + `"}` // RFC 8037 §2
-		jwk = map[string]string{"kty": "OKP", "crv": "Ed25519", "x": x}
+		signer = p
 	default:
 		return nil, fmt.Errorf("assertion key %s: a %T key; assertion keys are EC P-256 (ES256) or Ed25519 (EdDSA)", path, priv)
 	}
-	sum := sha256.Sum256([]byte(thumb))
-	k.kid = b64(sum[:])
-	jwk["kid"], jwk["alg"], jwk["use"] = k.kid, k.alg, "sig"
-	var err error
-	if k.jwk, err = json.Marshal(jwk); err != nil {
+	jk, err := jose.NewKey(signer)
+	if err != nil {
+		return nil, fmt.Errorf("assertion key %s: %w", path, err)
+	}
+	k := &signingKey{priv: priv, method: jwt.GetSigningMethod(jk.Alg()), alg: jk.Alg(), kid: jk.Kid()}
+	if k.jwk, err = json.Marshal(jk.PublicJWK()); err != nil {
 		return nil, fmt.Errorf("assertion key %s: %w", path, err)
 	}
 	h, err := json.Marshal(struct {

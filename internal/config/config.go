@@ -262,17 +262,17 @@ type Headers struct {
 
 // Route sends matching requests to an upstream under a policy.
 type Route struct {
-	Name        string   `yaml:"name"`
-	Match       Match    `yaml:"match"`
-	Upstreams   []string `yaml:"upstreams"`
+	Name      string   `yaml:"name"`
+	Match     Match    `yaml:"match"`
+	Upstreams []string `yaml:"upstreams"`
 	// UpstreamURLs are Upstreams as validation parsed them.
 	UpstreamURLs []*url.URL `yaml:"-"`
-	StripPrefix string   `yaml:"strip_prefix"`
-	AddPrefix   string   `yaml:"add_prefix"`
-	Auth        string   `yaml:"auth"` // required | optional | public
-	Scopes      Scopes   `yaml:"scopes"`
-	Callers     []string `yaml:"callers"` // client, user
-	Audiences   []string `yaml:"audiences"`
+	StripPrefix  string     `yaml:"strip_prefix"`
+	AddPrefix    string     `yaml:"add_prefix"`
+	Auth         string     `yaml:"auth"` // required | optional | public
+	Scopes       Scopes     `yaml:"scopes"`
+	Callers      []string   `yaml:"callers"` // client, user
+	Audiences    []string   `yaml:"audiences"`
 	// MetadataHeaders, when set, is the allow-list of metadata keys
 	// forwarded on this route; unset forwards all.
 	MetadataHeaders *[]string `yaml:"metadata_headers"`

@@ -1,35 +1,56 @@
 // Package devissuer is the gateway's built-in token issuer for local
 // development and integration tests: it mints Auth0-shaped access tokens
 // with a key kept on disk, serves their JWKS, and answers the
-// client-credentials grant on POST /oauth/token, so code written against
-// Auth0 runs unchanged against a laptop. It must never be enabled in
+// client-credentials and password grants on POST /oauth/token, so code
+// written against Auth0 (a test that logs a test user in, seed 003) runs
+// unchanged against a laptop. It must never be enabled in
 // production; the shipped production examples leave it off.
 package devissuer
 
 import (
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/metagate/gateway/internal/jose"
 	"github.com/metagate/gateway/internal/keyfile"
 )
 
-// Client may use the client-credentials grant against the dev issuer.
+// The grant types of POST /oauth/token, in Auth0's spelling.
+const (
+	GrantClientCredentials = "client_credentials"
+	GrantPassword          = "password"
+	GrantPasswordRealm     = "http://auth0.com/oauth/grant-type/password-realm"
+)
+
+// supportedGrants are the grant types the dev issuer answers, for
+// discovery and for a client that lists none.
+func supportedGrants() []string {
+	return []string{GrantClientCredentials, GrantPassword, GrantPasswordRealm}
+}
+
+// Client may obtain tokens from the dev issuer's POST /oauth/token.
 type Client struct {
 	ID     string
 	Secret string
 	Scopes []string
+	// Grants are the grant types the client may use (Auth0's
+	// grant_types); empty: all of them.
+	Grants []string
+}
+
+// allows reports whether the client may use grant.
+func (c Client) allows(grant string) bool {
+	return len(c.Grants) == 0 || slices.Contains(c.Grants, grant)
 }
 
 // Issuer signs tokens as the dev issuer.
@@ -37,10 +58,17 @@ type Issuer struct {
 	issuer   string
 	audience string
 	ttl      time.Duration
-	key      *rsa.PrivateKey
-	kid      string
+	key      *jose.Key
+	// keyErr is why Options.Key cannot sign (too small an RSA key):
+	// New cannot fail, so Mint and the token endpoint report it.
+	keyErr   error
 	clients  map[string]Client
-	now      func() time.Time
+	users    map[string]*user // by lower-cased username
+	attempts *attempts
+	// unknownPassword is compared when no user has the username, so
+	// that a wrong username costs what a wrong password does.
+	unknownPassword [32]byte
+	now             func() time.Time
 }
 
 // Options configures an Issuer.
@@ -50,7 +78,9 @@ type Options struct {
 	TTL      time.Duration
 	Key      *rsa.PrivateKey
 	Clients  []Client
-	Now      func() time.Time // nil: time.Now
+	// Users may log in with the password grants (see User).
+	Users []User
+	Now   func() time.Time // nil: time.Now
 }
 
 // New builds an Issuer from a loaded key.
@@ -63,7 +93,16 @@ func New(o Options) *Issuer {
 	for _, c := range o.Clients {
 		clients[c.ID] = c
 	}
-	return &Issuer{issuer: o.Issuer, audience: o.Audience, ttl: o.TTL, key: o.Key, kid: thumbprint(&o.Key.PublicKey), clients: clients, now: now}
+	is := &Issuer{issuer: o.Issuer, audience: o.Audience, ttl: o.TTL, clients: clients, now: now}
+	if o.Key == nil {
+		is.keyErr = errors.New("dev issuer: no signing key")
+	} else if is.key, is.keyErr = jose.NewKey(o.Key); is.keyErr != nil {
+		is.keyErr = fmt.Errorf("dev signing key: %w", is.keyErr)
+	}
+	is.users = newUsers(o.Users)
+	is.attempts = newAttempts(now, o.Users)
+	is.unknownPassword = hashPassword(rand.Text())
+	return is
 }
 
 // TokenRequest describes a token to mint.
@@ -113,9 +152,15 @@ func (is *Issuer) Mint(r TokenRequest) (string, error) {
 	if len(scopes) > 0 {
 		claims["scope"] = strings.Join(scopes, " ")
 	}
-	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
-	tok.Header["kid"] = is.kid
-	s, err := tok.SignedString(is.key)
+	return is.sign(claims)
+}
+
+// sign signs claims with the dev key.
+func (is *Issuer) sign(claims jwt.MapClaims) (string, error) {
+	if is.keyErr != nil {
+		return "", is.keyErr
+	}
+	s, err := is.key.Sign(claims, nil)
 	if err != nil {
 		return "", fmt.Errorf("sign dev token: %w", err)
 	}
@@ -132,11 +177,11 @@ func (is *Issuer) Handler() http.Handler {
 }
 
 func (is *Issuer) serveJWKS(w http.ResponseWriter, _ *http.Request) {
-	pub := &is.key.PublicKey
-	writeJSON(w, http.StatusOK, map[string]any{"keys": []map[string]string{{
-		"kty": "RSA", "use": "sig", "alg": "RS256", "kid": is.kid,
-		"n": b64(pub.N.Bytes()), "e": b64(big.NewInt(int64(pub.E)).Bytes()),
-	}}})
+	if is.keyErr != nil {
+		writeJSON(w, http.StatusOK, jose.JWKS())
+		return
+	}
+	writeJSON(w, http.StatusOK, jose.JWKS(is.key))
 }
 
 func (is *Issuer) serveDiscovery(w http.ResponseWriter, _ *http.Request) {
@@ -145,22 +190,32 @@ func (is *Issuer) serveDiscovery(w http.ResponseWriter, _ *http.Request) {
 		"issuer":                                is.issuer,
 		"jwks_uri":                              base + "/.well-known/jwks.json",
 		"token_endpoint":                        base + "/oauth/token",
-		"grant_types_supported":                 []string{"client_credentials"},
+		"grant_types_supported":                 supportedGrants(),
 		"id_token_signing_alg_values_supported": []string{"RS256"},
 	})
 }
 
-// serveToken implements the client-credentials grant as Auth0 does: form or
-// JSON body, credentials in the body or HTTP Basic, Auth0's error bodies.
+// tokenParams are the parameters of POST /oauth/token that the dev
+// issuer reads, from a form or a JSON body as Auth0 accepts both.
+type tokenParams struct {
+	GrantType    string `json:"grant_type"`
+	ClientID     string `json:"client_id"`
+	ClientSecret string `json:"client_secret"`
+	Audience     string `json:"audience"`
+	Scope        string `json:"scope"`
+	Username     string `json:"username"`
+	Password     string `json:"password"`
+	Realm        string `json:"realm"`
+}
+
+// serveToken implements POST /oauth/token as Auth0 does for the
+// client-credentials and password grants: form or JSON body, client
+// credentials in the body or HTTP Basic, Auth0's status codes and error
+// bodies, checked in Auth0's order (grant type, client, the client's
+// grant types, audience).
 func (is *Issuer) serveToken(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-	var p struct {
-		GrantType    string `json:"grant_type"`
-		ClientID     string `json:"client_id"`
-		ClientSecret string `json:"client_secret"`
-		Audience     string `json:"audience"`
-		Scope        string `json:"scope"`
-	}
+	var p tokenParams
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if ct == "application/json" {
 		if err := json.NewDecoder(r.Body).Decode(&p); err != nil {
@@ -172,13 +227,21 @@ func (is *Issuer) serveToken(w http.ResponseWriter, r *http.Request) {
 			tokenError(w, http.StatusBadRequest, "invalid_request", "Invalid form body")
 			return
 		}
-		p.GrantType, p.ClientID, p.ClientSecret = r.PostForm.Get("grant_type"), r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
-		p.Audience, p.Scope = r.PostForm.Get("audience"), r.PostForm.Get("scope")
+		f := r.PostForm
+		p = tokenParams{
+			GrantType: f.Get("grant_type"), ClientID: f.Get("client_id"), ClientSecret: f.Get("client_secret"),
+			Audience: f.Get("audience"), Scope: f.Get("scope"),
+			Username: f.Get("username"), Password: f.Get("password"), Realm: f.Get("realm"),
+		}
 	}
 	if id, secret, ok := r.BasicAuth(); ok {
 		p.ClientID, p.ClientSecret = id, secret
 	}
-	if p.GrantType != "client_credentials" {
+	switch {
+	case p.GrantType == "":
+		tokenError(w, http.StatusBadRequest, "invalid_request", "Missing required parameter: grant_type")
+		return
+	case !slices.Contains(supportedGrants(), p.GrantType):
 		tokenError(w, http.StatusBadRequest, "unsupported_grant_type", "Unsupported grant type: "+p.GrantType)
 		return
 	}
@@ -187,12 +250,20 @@ func (is *Issuer) serveToken(w http.ResponseWriter, r *http.Request) {
 		tokenError(w, http.StatusUnauthorized, "access_denied", "Unauthorized")
 		return
 	}
+	if !c.allows(p.GrantType) {
+		tokenError(w, http.StatusForbidden, "unauthorized_client", fmt.Sprintf("Grant type '%s' not allowed for the client.", p.GrantType))
+		return
+	}
 	aud := p.Audience
 	if aud == "" {
 		aud = is.audience
 	}
 	if aud != is.audience {
 		tokenError(w, http.StatusForbidden, "access_denied", fmt.Sprintf("Service not enabled within domain: %s", aud))
+		return
+	}
+	if p.GrantType != GrantClientCredentials {
+		is.servePassword(w, c, p, aud)
 		return
 	}
 	scopes := c.Scopes
@@ -204,13 +275,20 @@ func (is *Issuer) serveToken(w http.ResponseWriter, r *http.Request) {
 		tokenError(w, http.StatusInternalServerError, "server_error", "could not sign token")
 		return
 	}
-	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, map[string]any{
+	writeToken(w, map[string]any{
 		"access_token": tok,
 		"token_type":   "Bearer",
 		"expires_in":   int(is.ttl.Seconds()),
 		"scope":        strings.Join(scopes, " "),
 	})
+}
+
+// writeToken answers a successful token request; tokens must not be
+// cached (RFC 6749 §5.1).
+func writeToken(w http.ResponseWriter, body map[string]any) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	writeJSON(w, http.StatusOK, body)
 }
 
 func intersect(granted, asked []string) []string {
@@ -236,16 +314,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
-
-// thumbprint is the RFC 7638 JWK thumbprint, used as kid so that the same key
-// always gets the same kid.
-func thumbprint(pub *rsa.PublicKey) string {
-	e := b64(big.NewInt(int64(pub.E)).Bytes())
-	sum := sha256.Sum256([]byte(`{"e":"` + e + `","kty":"RSA","n":"` + b64(pub.N.Bytes()) + `"}`))
-	return b64(sum[:])
-}
-
 // LoadOrCreateKey reads the RSA key at path, creating it on first use. The
 // file is written with mode 0600 and linked into place atomically, so a
 // `gateway token` and a `gateway serve` started together agree on one key.
@@ -257,6 +325,10 @@ func LoadOrCreateKey(path string) (*rsa.PrivateKey, error) {
 	rk, ok := k.(*rsa.PrivateKey)
 	if !ok {
 		return nil, fmt.Errorf("dev signing key %s: not an RSA key", path)
+	}
+	// Refuse here what New could only report on first use.
+	if _, err := jose.NewKey(rk); err != nil {
+		return nil, fmt.Errorf("dev signing key %s: %w", path, err)
 	}
 	return rk, nil
 }

@@ -10,25 +10,29 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"encoding/base64"
 	"encoding/json"
-	"math/big"
+	"maps"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/metagate/gateway/internal/jose"
 )
 
-// Key is a signing key of the test issuer.
+// Key is a signing key of the test issuer. Kid is its RFC 7638
+// thumbprint, as the gateway's own issuers use; a test may change Kid on
+// a copy to sign with one key under another's kid.
 type Key struct {
 	Kid     string
 	Alg     string // RS256, ES256 or EdDSA
 	Private crypto.Signer
+	// jose is Private with its JWK derived; Sign derives it again for
+	// a Key built by hand or given another Private.
+	jose *jose.Key
 }
 
 // Issuer is an OIDC-style token issuer with real keys and a JWKS served
@@ -43,7 +47,6 @@ type Issuer struct {
 	keys    []Key
 	down    atomic.Bool
 	fetches atomic.Int64
-	seq     atomic.Int64
 }
 
 // NewIssuer starts an issuer publishing one RS256 key.
@@ -61,22 +64,28 @@ func NewIssuer(t testing.TB) *Issuer {
 // NewKey generates a key without publishing it (a foreign key).
 func (is *Issuer) NewKey(t testing.TB, alg string) Key {
 	t.Helper()
-	k := Key{Alg: alg, Kid: "key-" + strconv.FormatInt(is.seq.Add(1), 10)}
-	var err error
+	var (
+		priv crypto.Signer
+		err  error
+	)
 	switch alg {
 	case "RS256":
-		k.Private, err = rsa.GenerateKey(rand.Reader, 2048)
+		priv, err = rsa.GenerateKey(rand.Reader, 2048)
 	case "ES256":
-		k.Private, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	case "EdDSA":
-		_, k.Private, err = ed25519.GenerateKey(rand.Reader)
+		_, priv, err = ed25519.GenerateKey(rand.Reader)
 	default:
 		t.Fatalf("testenv: unsupported alg %q", alg)
 	}
 	if err != nil {
 		t.Fatalf("testenv: generate %s key: %v", alg, err)
 	}
-	return k
+	jk, err := jose.NewKey(priv)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return Key{Kid: jk.Kid(), Alg: jk.Alg(), Private: priv, jose: jk}
 }
 
 // AddKey generates and publishes a key (a rotation).
@@ -112,27 +121,22 @@ func (is *Issuer) Claims(clientID string) jwt.MapClaims {
 	}
 }
 
-// Sign signs claims with key, setting alg and kid in the header; extra
-// header fields are added as given.
+// Sign signs claims with key, setting alg and kid (key.Kid) in the
+// header; extra header fields are added as given, and win.
 func (is *Issuer) Sign(t testing.TB, key Key, claims jwt.MapClaims, header map[string]any) string {
 	t.Helper()
-	var m jwt.SigningMethod
-	switch key.Alg {
-	case "RS256":
-		m = jwt.SigningMethodRS256
-	case "ES256":
-		m = jwt.SigningMethodES256
-	case "EdDSA":
-		m = jwt.SigningMethodEdDSA
+	jk := key.jose
+	if pub, ok := key.Private.Public().(interface{ Equal(crypto.PublicKey) bool }); jk == nil || !ok || !pub.Equal(jk.Public()) {
+		var err error
+		if jk, err = jose.NewKey(key.Private); err != nil {
+			t.Fatalf("testenv: %v", err)
+		}
 	}
-	tok := jwt.NewWithClaims(m, claims)
-	tok.Header["kid"] = key.Kid
-	for k, v := range header {
-		tok.Header[k] = v
-	}
-	s, err := tok.SignedString(key.Private)
+	h := map[string]any{"kid": key.Kid}
+	maps.Copy(h, header)
+	s, err := jk.Sign(claims, h)
 	if err != nil {
-		t.Fatalf("testenv: sign: %v", err)
+		t.Fatalf("testenv: %v", err)
 	}
 	return s
 }
@@ -149,32 +153,13 @@ func (is *Issuer) serveJWKS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	is.mu.Lock()
-	keys := make([]map[string]string, 0, len(is.keys))
-	for _, k := range is.keys {
-		keys = append(keys, publicJWK(k))
+	keys := make([]*jose.Key, len(is.keys))
+	for i, k := range is.keys {
+		keys[i] = k.jose
 	}
 	is.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]any{"keys": keys})
-}
-
-func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
-
-func publicJWK(k Key) map[string]string {
-	j := map[string]string{"kid": k.Kid, "alg": k.Alg, "use": "sig"}
-	switch p := k.Private.Public().(type) {
-	case *rsa.PublicKey:
-		j["kty"], j["n"], j["e"] = "RSA", b64(p.N.Bytes()), b64(big.NewInt(int64(p.E)).Bytes())
-	case *ecdsa.PublicKey:
-		size := (p.Curve.Params().BitSize + 7) / 8
-		j["kty"], j["crv"] = "EC", p.Curve.Params().Name
-		if pt, err := p.Bytes(); err == nil { // 0x04 || X || Y
-			j["x"], j["y"] = b64(pt[1:1+size]), b64(pt[1+size:])
-		}
-	case ed25519.PublicKey:
-		j["kty"], j["crv"], j["x"] = "OKP", "Ed25519", b64(p)
-	}
-	return j
+	_ = json.NewEncoder(w).Encode(jose.JWKS(keys...))
 }
 
 // Keys returns the published keys.

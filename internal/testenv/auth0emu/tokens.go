@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/metagate/gateway/internal/jose"
 )
 
 // newKey generates the tenant's RS256 signing key and the self-signed
@@ -33,40 +34,45 @@ func (t *Tenant) newKey(tb testing.TB) {
 	if err != nil {
 		tb.Fatalf("auth0emu: self-sign certificate: %v", err)
 	}
-	sum := sha1.Sum(der)
+	jk, err := jose.NewKey(key)
+	if err != nil {
+		tb.Fatalf("auth0emu: %v", err)
+	}
 	t.key = key
 	t.certDER = der
-	// Auth0 kids are opaque base64url strings; the thumbprint is as good.
-	t.kid = b64(sum[:])
+	// Auth0 kids are opaque base64url strings; the RFC 7638 thumbprint
+	// the gateway's own issuers use is as good.
+	t.kid = jk.Kid()
 }
 
-// jwks is the body of /.well-known/jwks.json.
+// signer is the tenant's key for internal/jose. Deriving it is a hash of
+// the public key, cheap next to an RSA signature, so it is not kept.
+func (t *Tenant) signer() *jose.Key {
+	jk, err := jose.NewKey(t.key)
+	if err != nil {
+		// newKey made the key and derived it once already.
+		panic("auth0emu: " + err.Error())
+	}
+	return jk
+}
+
+// jwks is the body of /.well-known/jwks.json: the key as internal/jose
+// publishes it, plus the certificate Auth0 adds.
 func (t *Tenant) jwks() map[string]any {
 	sum := sha1.Sum(t.certDER)
-	return map[string]any{"keys": []map[string]any{{
-		"kty": "RSA",
-		"use": "sig",
-		"n":   b64(t.key.N.Bytes()),
-		"e":   b64(big.NewInt(int64(t.key.E)).Bytes()),
-		"kid": t.kid,
-		"x5t": b64(sum[:]),
-		"x5c": []string{base64.StdEncoding.EncodeToString(t.certDER)},
-		"alg": "RS256",
-	}}}
+	jwk := t.signer().PublicJWK()
+	jwk["x5t"] = base64.RawURLEncoding.EncodeToString(sum[:])
+	jwk["x5c"] = []string{base64.StdEncoding.EncodeToString(t.certDER)}
+	return map[string]any{"keys": []map[string]any{jwk}}
 }
-
-func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
 // sign signs claims the way Auth0 does: RS256, header typ and kid.
 func (t *Tenant) sign(claims jwt.MapClaims, typ string) string {
-	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
-	tok.Header["typ"] = typ
-	tok.Header["kid"] = t.kid
-	s, err := tok.SignedString(t.key)
+	s, err := t.signer().Sign(claims, map[string]any{"typ": typ})
 	if err != nil {
 		// Signing with a valid RSA key cannot fail short of a broken
 		// crypto/rand; there is no test goroutine to report to here.
-		panic("auth0emu: sign: " + err.Error())
+		panic("auth0emu: " + err.Error())
 	}
 	return s
 }
