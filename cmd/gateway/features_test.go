@@ -111,3 +111,52 @@ func checkAssertion(t *testing.T, gw, admin, assertion string) {
 		}
 	}
 }
+
+// checkPasswordGrant is seed 003 on make run: a test logs alice in at the
+// dev issuer exactly as it would at Auth0 and calls the gateway as her.
+func checkPasswordGrant(t *testing.T, devIssuer, gw string) {
+	t.Helper()
+	resp, err := http.PostForm(devIssuer+"/oauth/token", url.Values{
+		"grant_type": {"password"}, "client_id": {"integration-tests"}, "client_secret": {"tests-dev-secret"},
+		"username": {"alice@example.com"}, "password": {"alice-dev-password"},
+		"audience": {"https://api.example.local/"}, "scope": {"openid read:invoices"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+		IDToken     string `json:"id_token"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || tok.AccessToken == "" || tok.IDToken == "" {
+		t.Fatalf("password grant: %d %+v %v", resp.StatusCode, tok, err)
+	}
+	req, _ := http.NewRequest("GET", gw+"/anything", nil)
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`"X-Client-Kind": "user"`, `"X-User-Id": "auth0|alice"`, `"X-Client-Metadata-Plan": "pro"`} {
+		if !strings.Contains(string(body), want) && !strings.Contains(strings.ReplaceAll(string(body), `":"`, `": "`), want) {
+			t.Errorf("as alice, the upstream got %s; want %s", body, want)
+		}
+	}
+	// A wrong password is Auth0's invalid_grant.
+	resp, err = http.PostForm(devIssuer+"/oauth/token", url.Values{
+		"grant_type": {"password"}, "client_id": {"integration-tests"}, "client_secret": {"tests-dev-secret"},
+		"username": {"alice@example.com"}, "password": {"wrong"}, "audience": {"https://api.example.local/"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 403 || !strings.Contains(string(body), `"error":"invalid_grant"`) || !strings.Contains(string(body), "Wrong email or password.") {
+		t.Errorf("wrong password: %d %s", resp.StatusCode, body)
+	}
+}

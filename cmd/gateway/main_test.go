@@ -91,6 +91,7 @@ func TestMakeRunAndCurl(t *testing.T) {
 
 	checkAssertion(t, gw, "http://"+env["GATEWAY_ADMIN_LISTEN"], echo.Headers["X-Gateway-Assertion"])
 	checkTokenEndpointAndMe(t, gw)
+	checkPasswordGrant(t, "http://"+env["DEV_ISSUER_LISTEN"], gw)
 	checkInvalidateCLI(t, "http://"+env["GATEWAY_ADMIN_LISTEN"])
 
 	// No token: 401 with a Bearer challenge.
