@@ -8,11 +8,11 @@ import (
 	"maps"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/metagate/gateway/enrich"
 )
 
 // headerAssertion carries the gateway's signed assertion (gateway.yaml
@@ -49,12 +49,18 @@ func (c *AssertionClaims) Caller() Caller {
 	// Sorted, as the gateway does: of two keys that fold to one name,
 	// the first wins.
 	for _, k := range slices.Sorted(maps.Keys(c.Metadata)) {
-		name := headerForm(k)
+		// The gateway's own rules (enrich), so both sources read alike.
+		name := enrich.HeaderName(k)
 		if _, taken := out.Metadata[name]; name == "" || taken {
 			continue
 		}
-		if s, ok := scalarString(c.Metadata[k]); ok {
-			out.Metadata[name] = s
+		switch v := c.Metadata[k].(type) {
+		case map[string]any, []any:
+			// Nested values have no per-key header; they are in MetadataJSON.
+		default:
+			if s, ok := enrich.HeaderValue(v); ok {
+				out.Metadata[name] = s
+			}
 		}
 	}
 	return out
@@ -132,45 +138,4 @@ func (v *AssertionVerifier) Require(next http.Handler) http.Handler {
 func callerFromContext(r *http.Request) (Caller, bool) {
 	c, ok := r.Context().Value(callerKey{}).(Caller)
 	return c, ok
-}
-
-// headerForm is the gateway's header form of a metadata key (tenant_id
-// becomes Tenant-Id), so that Caller.Metadata has the same keys whether
-// it came from the headers or from the assertion.
-func headerForm(key string) string {
-	var b strings.Builder
-	upper := true
-	for i := 0; i < len(key) && b.Len() < 64; i++ {
-		c := key[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-			if upper && 'a' <= c && c <= 'z' {
-				c -= 'a' - 'A'
-			} else if !upper && 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			b.WriteByte(c)
-			upper = false
-		default:
-			if b.Len() > 0 && !upper {
-				b.WriteByte('-')
-			}
-			upper = true
-		}
-	}
-	return strings.TrimSuffix(b.String(), "-")
-}
-
-// scalarString formats a top-level metadata value the way the gateway's
-// per-key headers do; objects and arrays have no per-key header.
-func scalarString(v any) (string, bool) {
-	switch x := v.(type) {
-	case string:
-		return x, true
-	case bool:
-		return strconv.FormatBool(x), true
-	case float64:
-		return strconv.FormatFloat(x, 'f', -1, 64), true
-	}
-	return "", false
 }
