@@ -32,19 +32,18 @@ func (a *App) tokenEndpointHandler(cfg *config.Config, checker tokenendpoint.Tok
 	if resolver == nil {
 		return nil, fmt.Errorf("token_endpoint: needs a metadata source (metadata.source is %q)", cfg.Metadata.Source)
 	}
-	target := t.Target
-	if target == "" {
+	u := t.TargetURL
+	if u == nil {
 		// The config defaults the target to the first issuer's; with no
 		// issuer but the dev issuer, only the running dev issuer knows
 		// its address (it may listen on a free port).
 		if a.devIssuer == nil {
 			return nil, errors.New("token_endpoint.target: is required when there is no issuer to default to")
 		}
-		target = strings.TrimSuffix(a.devIssuer.Issuer, "/") + "/oauth/token"
-	}
-	u, err := url.Parse(target)
-	if err != nil {
-		return nil, fmt.Errorf("token_endpoint.target: %w", err)
+		var err error
+		if u, err = url.Parse(strings.TrimSuffix(a.devIssuer.Issuer, "/") + "/oauth/token"); err != nil {
+			return nil, fmt.Errorf("token_endpoint.target: the dev issuer's: %w", err)
+		}
 	}
 	a.metrics.TokenEndpointResults(tokenendpoint.Results()...)
 	return tokenendpoint.New(tokenendpoint.Options{

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -19,6 +20,9 @@ type TokenEndpoint struct {
 	// Target is the issuer's token endpoint. Default: the first issuer's
 	// <issuer>oauth/token, or the dev issuer's when it is the issuer.
 	Target string `yaml:"target"`
+	// TargetURL is Target as validation parsed it (nil when the dev
+	// issuer's address decides it at start).
+	TargetURL *url.URL `yaml:"-"`
 	// MetadataKeys is the allow-list of client_metadata keys added to
 	// the answer; required, so nothing is published by accident.
 	MetadataKeys []string `yaml:"metadata_keys"`
@@ -106,7 +110,7 @@ func (cfg *Config) checkFeatures(c *checker) {
 	if a := cfg.Assertion; a.Enabled {
 		paths[canon.Fold(AssertionJWKSPath)] = "the assertion JWKS"
 	}
-	if t := cfg.TokenEndpoint; t.Enabled {
+	if t := &cfg.TokenEndpoint; t.Enabled {
 		path("token_endpoint.path", t.Path)
 		keys("token_endpoint.metadata_keys", t.MetadataKeys)
 		if cfg.Metadata.Source == "none" {
@@ -114,7 +118,7 @@ func (cfg *Config) checkFeatures(c *checker) {
 		}
 		switch {
 		case t.Target != "":
-			c.httpURL("token_endpoint.target", t.Target)
+			t.TargetURL = c.httpURL("token_endpoint.target", t.Target) // kept as parsed
 		case !cfg.DevIssuer.Enabled:
 			c.add("token_endpoint.target", "is required when there is no issuer to default to")
 		}
