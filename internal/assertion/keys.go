@@ -5,7 +5,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -91,14 +90,10 @@ func newSigningKey(path string, priv any) (*signingKey, error) {
 // key, and a half-written file is never read.
 func loadOrCreateKey(path, alg string) (*signingKey, error) {
 	priv, err := keyfile.LoadOrCreate(path, "assertion key", func() (any, error) {
-		switch alg {
-		case "ES256":
-			return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		case "EdDSA":
-			_, priv, err := ed25519.GenerateKey(rand.Reader)
-			return priv, err
+		if alg != "ES256" && alg != "EdDSA" {
+			return nil, fmt.Errorf("cannot create a key for algorithm %q (ES256 or EdDSA)", alg)
 		}
-		return nil, fmt.Errorf("cannot create a key for algorithm %q (ES256 or EdDSA)", alg)
+		return jose.Generate(alg)
 	})
 	if err != nil {
 		return nil, err

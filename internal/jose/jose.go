@@ -10,6 +10,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
@@ -109,6 +110,21 @@ func (k *Key) SignInput(signingInput string) ([]byte, error) {
 		return nil, fmt.Errorf("sign with %s key %s: %w", k.alg, k.kid, err)
 	}
 	return sig, nil
+}
+
+// Generate makes a new private key for alg (RS256: RSA-2048, ES256:
+// P-256, EdDSA: Ed25519): the one place key types follow algorithm names.
+func Generate(alg string) (crypto.Signer, error) {
+	switch alg {
+	case "RS256":
+		return rsa.GenerateKey(rand.Reader, 2048)
+	case "ES256":
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case "EdDSA":
+		_, k, err := ed25519.GenerateKey(rand.Reader)
+		return k, err
+	}
+	return nil, fmt.Errorf("jose: cannot generate a key for algorithm %q (RS256, ES256 or EdDSA)", alg)
 }
 
 // JWKS is the JSON Web Key Set publishing keys, in order.

@@ -77,18 +77,7 @@ func TestThumbprintRFC8037(t *testing.T) {
 
 func generate(t *testing.T, alg string) crypto.Signer {
 	t.Helper()
-	var (
-		k   crypto.Signer
-		err error
-	)
-	switch alg {
-	case "RS256":
-		k, err = rsa.GenerateKey(rand.Reader, 2048)
-	case "ES256":
-		k, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case "EdDSA":
-		_, k, err = ed25519.GenerateKey(rand.Reader)
-	}
+	k, err := Generate(alg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,11 +5,6 @@ package testenv
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
 	"encoding/json"
 	"maps"
 	"net/http"
@@ -64,20 +59,7 @@ func NewIssuer(t testing.TB) *Issuer {
 // NewKey generates a key without publishing it (a foreign key).
 func (is *Issuer) NewKey(t testing.TB, alg string) Key {
 	t.Helper()
-	var (
-		priv crypto.Signer
-		err  error
-	)
-	switch alg {
-	case "RS256":
-		priv, err = rsa.GenerateKey(rand.Reader, 2048)
-	case "ES256":
-		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case "EdDSA":
-		_, priv, err = ed25519.GenerateKey(rand.Reader)
-	default:
-		t.Fatalf("testenv: unsupported alg %q", alg)
-	}
+	priv, err := jose.Generate(alg)
 	if err != nil {
 		t.Fatalf("testenv: generate %s key: %v", alg, err)
 	}
