@@ -40,8 +40,9 @@ type HeaderConfig struct {
 	// Verifier extracts the claims: VerifierOptions.Claims).
 	Claims map[string]string
 	// Assertion is the header of the signed gateway assertion. It is
-	// removed from every request, whatever the namespace, so a client
-	// can never hand the upstream an assertion of its own.
+	// removed from every request, whatever the namespace and whether the
+	// assertion is on, so a client can never hand the upstream an
+	// assertion of its own (a replayed one included).
 	Assertion string
 }
 

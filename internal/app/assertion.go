@@ -68,12 +68,3 @@ func assertionAudience(cfg config.Assertion, r config.Route) string {
 	}
 	return ""
 }
-
-// assertionHeader is the header the assertion travels in, "" when it is
-// off (the name is validated only then).
-func assertionHeader(cfg config.Assertion) string {
-	if !cfg.Enabled {
-		return ""
-	}
-	return cfg.Header
-}

@@ -284,7 +284,7 @@ func (a *App) buildGateway(cfg *config.Config, g *generation) (*proxy.Gateway, e
 			ClientID: h.ClientID, Issuer: h.Issuer, ClientName: h.ClientName,
 			Kind: h.Kind, Scopes: h.Scopes, UserID: h.UserID, MetadataPrefix: h.MetadataPrefix,
 			MetadataJSON: h.MetadataJSON, UserMetadataJSON: h.UserMetadataJSON, MaxValueBytes: h.MaxValueBytes, MaxJSONBytes: h.MaxJSONBytes,
-			Claims: maps.Clone(h.Claims), Assertion: assertionHeader(cfg.Assertion),
+			Claims: maps.Clone(h.Claims), Assertion: cfg.Assertion.Header,
 		},
 		Assertion:      assertionSigner(a.assertion),
 		Endpoints:      eps,

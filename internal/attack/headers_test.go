@@ -253,3 +253,33 @@ func TestAttackUntrustedHeadersInTrailers(t *testing.T) {
 		})
 	}
 }
+
+// TestAttackForgedAssertionNeverReachesTheUpstream: an upstream that
+// verifies X-Gateway-Assertion must never get one a client brought (a
+// replayed one would verify). It is outside the trusted namespace, so it
+// is removed by name, in every spelling, even while assertion.enabled is
+// false, and on public and authenticated routes alike.
+func TestAttackForgedAssertionNeverReachesTheUpstream(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, nil, nil)
+	tok := w.iss.Token(t, "svc-billing")
+	for _, tc := range []struct{ path, up, auth string }{{"/pub/x", upPub, ""}, {"/svc/1", upSvc, bearer(tok)}} {
+		for _, sp := range spellings("X-Gateway-Assertion") {
+			t.Run(tc.up+"/"+sp, func(t *testing.T) {
+				w.reset()
+				headers := []string{sp + ": eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.c2ln"}
+				if tc.auth != "" {
+					headers = append(headers, tc.auth)
+				}
+				req := rq("GET", tc.path, headers...)
+				r := send(t, w.gw.addr, req)
+				expectStatus(t, req, r, 200)
+				if h, ok := w.expectLanded(t, req, tc.up); ok {
+					if got := headersNamed(h.Header, "X-Gateway-Assertion"); len(got) > 0 {
+						t.Errorf("request %q: upstream received %v", req, got)
+					}
+				}
+			})
+		}
+	}
+}

@@ -151,8 +151,11 @@ func (cfg *Config) checkFeatures(c *checker) {
 			}
 		}
 	}
+	// Checked even when the assertion is off: the gateway strips this
+	// header from every request either way, so an upstream that verifies
+	// assertions never gets one a client brought along.
+	c.headerName("assertion.header", cfg.Assertion.Header)
 	if a := cfg.Assertion; a.Enabled {
-		c.headerName("assertion.header", a.Header)
 		for _, n := range cfg.Headers.identityNames() {
 			if n.name != "" && headername.Equal(n.name, a.Header) {
 				c.add("assertion.header", "%q is also %s", a.Header, n.key)
