@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -37,6 +38,30 @@ type Metadata struct {
 	// every request does not allocate them each time. Like the rest of
 	// Metadata they are shared: never modify them.
 	NameValue, JSONValue, UserJSONValue []string
+
+	// decoded is JSON decoded again, made on the first Map call: only
+	// callers of routes with a policy over metadata pay for it.
+	decoded atomic.Pointer[map[string]any]
+}
+
+// Map is the whole metadata object, nested values included, as JSON
+// decodes it (numbers are float64), for policies that read it. It is
+// decoded once per cached caller, on first use, and shared: never modify
+// it. A nil Metadata has an empty map.
+func (m *Metadata) Map() map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	if p := m.decoded.Load(); p != nil {
+		return *p
+	}
+	out := map[string]any{}
+	if err := json.Unmarshal(m.JSON, &out); err != nil {
+		// m.JSON was encoded by Prepare from a map: it always decodes.
+		out = map[string]any{}
+	}
+	m.decoded.CompareAndSwap(nil, &out)
+	return *m.decoded.Load()
 }
 
 // Field is one scalar metadata value. Name is the key in HTTP header form

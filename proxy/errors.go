@@ -64,15 +64,21 @@ func authErr(r Reason, err error) *AuthError { return &AuthError{Reason: r, Err:
 type errorBody struct {
 	Error       string `json:"error"`
 	Description string `json:"error_description,omitempty"`
+	// Route names the route whose allow_if policy refused the request.
+	Route string `json:"route,omitempty"`
 }
 
 // writeError is the one place the gateway writes an error response, so the
 // body shape, content type and cache headers never drift.
 func writeError(w http.ResponseWriter, status int, code, desc string) {
+	writeErrorBody(w, status, errorBody{Error: code, Description: desc})
+}
+
+func writeErrorBody(w http.ResponseWriter, status int, body errorBody) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
-	b, _ := json.Marshal(errorBody{Error: code, Description: desc})
+	b, _ := json.Marshal(body)
 	h.Set("Content-Length", strconv.Itoa(len(b)+1))
 	w.WriteHeader(status)
 	_, _ = w.Write(append(b, '\n'))

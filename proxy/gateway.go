@@ -58,6 +58,9 @@ type Observer interface {
 	// something the gateway cannot read one way only (a bad path, method,
 	// upgrade or body framing, a stalled body), apart from upstream errors.
 	ClientError(reason string)
+	// PolicyDecision counts the decisions of routes with allow_if:
+	// PolicyAllowed, PolicyDenied or PolicyError.
+	PolicyDecision(route, result string)
 }
 
 type nopObserver struct{}
@@ -66,6 +69,7 @@ func (nopObserver) Request(string, string, int, time.Duration, time.Duration) {}
 func (nopObserver) AuthFailure(string)                                        {}
 func (nopObserver) UpstreamError(string)                                      {}
 func (nopObserver) ClientError(string)                                        {}
+func (nopObserver) PolicyDecision(string, string)                             {}
 
 // Options builds a Gateway. Resolver may be nil (no metadata source).
 type Options struct {
@@ -115,7 +119,6 @@ type Gateway struct {
 	headers     *headerWriter
 	trusted     []netip.Prefix
 	readTimeout time.Duration
-	obs         Observer
 	access      *zap.Logger // nil: no access log
 	tracer      *tracer     // nil when tracing is off
 	states      sync.Pool   // *state, one per request in flight
@@ -136,13 +139,12 @@ func New(o Options) *Gateway {
 	g := &Gateway{
 		pipeline: pipeline{
 			verifier: o.Verifier, resolver: o.Resolver, realm: o.Realm,
-			forwardUnknown: o.ForwardUnknown, log: o.Logger,
+			forwardUnknown: o.ForwardUnknown, log: o.Logger, obs: o.Observer,
 		},
 		headers:     newHeaderWriter(o.Headers),
 		assertion:   o.Assertion,
 		trusted:     o.TrustedProxies,
 		readTimeout: o.ReadTimeout,
-		obs:         o.Observer,
 		buffers:     newBufferPool(),
 		access:      o.AccessLog,
 	}
@@ -302,6 +304,12 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 		return
 	}
 	st.md = md
+	if rt.Policy.AllowIf != nil {
+		if rf := g.allowIf(r.Context(), &rt.Policy, rt.Name, st.token, md, g.policyRequest(r, st)); rf != nil {
+			g.refuse(w, st, rf)
+			return
+		}
+	}
 	if st.token != nil && g.assertion != nil {
 		a, err := g.assertion.Assertion(r.Context(), AssertionRequest{
 			Token: st.token, Metadata: md, Route: rt.Name, Audience: rt.AssertionAudience, MetadataKeys: rt.Policy.MetadataKeys,

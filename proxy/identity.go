@@ -30,6 +30,10 @@ type Token struct {
 	// for, as header values (enrich.HeaderValue), in that order; absent
 	// and null claims are left out.
 	Claims []ClaimValue
+	// AllClaims holds every claim, when VerifierOptions.KeepClaims asked
+	// for them (route policies read them); nil otherwise. Shared by the
+	// token's requests: never modify it.
+	AllClaims map[string]any
 
 	cacheUntil time.Time
 	// The forwarded values (Caller.Kind, ClientID, Caller.ID, ScopeHeader)

@@ -6,6 +6,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/metagate/gateway/enrich"
+	"github.com/metagate/gateway/proxy/canon"
+	"github.com/metagate/gateway/proxy/expr"
 )
 
 // MiddlewareOptions configures the gateway's in-process form. It takes
@@ -40,7 +42,7 @@ func Middleware(o MiddlewareOptions) func(http.Handler) http.Handler {
 	if o.Realm == "" {
 		o.Realm = "gateway"
 	}
-	p := &pipeline{verifier: o.Verifier, resolver: o.Resolver, realm: o.Realm, forwardUnknown: o.ForwardUnknown, log: o.Logger}
+	p := &pipeline{verifier: o.Verifier, resolver: o.Resolver, realm: o.Realm, forwardUnknown: o.ForwardUnknown, log: o.Logger, obs: nopObserver{}}
 	var hw *headerWriter
 	if len(o.Headers.Namespace) > 0 {
 		hw = newHeaderWriter(o.Headers)
@@ -71,6 +73,14 @@ func Middleware(o MiddlewareOptions) func(http.Handler) http.Handler {
 			}
 			md, rf := p.resolve(r.Context(), t)
 			if rf != nil {
+				rf.write(w)
+				return
+			}
+			if rf := p.allowIf(r.Context(), &o.Policy, "", t, md, func() *expr.Request {
+				// The path as net/http decoded it: a middleware sits
+				// behind the server's own routing, not the gateway's.
+				return expr.NewRequest(canon.Method(r.Method), r.URL.Path, nil, r.URL.RawQuery, r.Header)
+			}); rf != nil {
 				rf.write(w)
 				return
 			}

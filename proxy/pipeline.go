@@ -41,6 +41,7 @@ type pipeline struct {
 	realm          string
 	forwardUnknown bool
 	log            *zap.Logger
+	obs            Observer
 }
 
 // authenticate verifies the credential (the Verifier identifies the

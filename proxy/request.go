@@ -29,6 +29,8 @@ type refusal struct {
 	challenge  string
 	retryAfter string
 	closeConn  bool
+	// route is named in the body of a policy (allow_if) refusal.
+	route string
 }
 
 func (rf *refusal) write(w http.ResponseWriter) {
@@ -42,7 +44,7 @@ func (rf *refusal) write(w http.ResponseWriter) {
 	if rf.closeConn {
 		h.Set("Connection", "close")
 	}
-	writeError(w, rf.status, rf.code, rf.desc)
+	writeErrorBody(w, rf.status, errorBody{Error: rf.code, Description: rf.desc, Route: rf.route})
 }
 
 // clientRefusal is a 4xx for a request the gateway cannot read one way

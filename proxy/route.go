@@ -9,6 +9,7 @@ import (
 
 	"github.com/metagate/gateway/enrich"
 	"github.com/metagate/gateway/proxy/canon"
+	"github.com/metagate/gateway/proxy/expr"
 )
 
 // RouteConfig is one validated route: what it matches, where it forwards,
@@ -19,9 +20,11 @@ type RouteConfig struct {
 	// Kubernetes Ingress); empty matches any host.
 	Hosts []string
 	// PathPrefix matches whole segments of the canonical path; Path
-	// matches it exactly. One of them is set, written decoded and
-	// canonical (config validation checks it with CheckPattern). Both
-	// match case-insensitively.
+	// matches it exactly, or, written as a template with {params}
+	// ("/tenants/{tenant}/invoices/{id}", see canon.Template), segment by
+	// segment. One of them is set, written decoded and canonical (config
+	// validation checks it with CheckPattern or canon.ParseTemplate).
+	// Both match case-insensitively.
 	PathPrefix string
 	Path       string
 	// AllowEncodedSlash lets "%2F" through on this route (relax:
@@ -67,6 +70,10 @@ type Policy struct {
 	// become headers on this route (and turns the whole-object JSON header
 	// off), so one upstream never sees another's data.
 	MetadataKeys []string
+	// AllowIf, when not nil, must hold once the caller's metadata is
+	// resolved (routes[].allow_if); its expressions read the token's
+	// claims, so the Verifier must keep them (VerifierOptions.KeepClaims).
+	AllowIf *expr.Program
 }
 
 type route struct {
@@ -79,8 +86,13 @@ type route struct {
 	// pattern with its trailing slash toggled, for the exact matches
 	// frameworks treat as the same path ("" for "/").
 	pattern, foldedPattern, foldedAlt, foldedStrip string
-	upstream                                       *balancer
-	proxy                                          http.Handler
+	// tmpl is Path as a template when it has {params}; nil otherwise.
+	// A template that does not parse (config validation refuses it)
+	// matches nothing.
+	tmpl     *canon.Template
+	badTmpl  bool
+	upstream *balancer
+	proxy    http.Handler
 }
 
 func newRoute(rc RouteConfig) *route {
@@ -95,6 +107,10 @@ func newRoute(rc RouteConfig) *route {
 		rt.foldedAlt = canon.Fold(rt.pattern + "/")
 	}
 	rt.foldedStrip = canon.Fold(rc.StripPrefix)
+	if canon.IsTemplate(rc.Path) {
+		t, err := canon.ParseTemplate(rc.Path)
+		rt.tmpl, rt.badTmpl = t, err != nil
+	}
 	for _, h := range rc.Hosts {
 		rt.hosts = append(rt.hosts, strings.ToLower(h))
 	}
@@ -130,6 +146,9 @@ func (rt *route) matches(method, host string, p string) (int, bool) {
 	}
 	if len(rt.hosts) > 0 && !matchHost(rt.hosts, host) {
 		return 0, false
+	}
+	if rt.tmpl != nil || rt.badTmpl {
+		return len(p), !rt.badTmpl && rt.tmpl.Match(p)
 	}
 	// Spring (before 6) and Express (non-strict routing) read "/admin/"
 	// and "/admin" as one path, so the route's pattern takes both
@@ -185,8 +204,11 @@ func matchHost(patterns []string, host string) bool {
 // dot segments or encoded separators: canon.ParsePath refused them.
 func (rt *route) forwardPath(p canon.Path, matched int) string {
 	m := p.Match
-	respelled := m[:matched] != rt.pattern
-	if respelled {
+	var respelled bool
+	if rt.tmpl != nil {
+		m = rt.tmpl.Respell(m)
+		respelled = m != p.Match
+	} else if respelled = m[:matched] != rt.pattern; respelled {
 		m = rt.pattern + m[matched:]
 	}
 	if rt.StripPrefix == "" && rt.AddPrefix == "" {

@@ -52,6 +52,9 @@ type VerifierOptions struct {
 	// Claims are the claim names kept with each verified token for
 	// headers.claims (Token.Claims).
 	Claims []string
+	// KeepClaims keeps every claim of each verified token in
+	// Token.AllClaims, for route policies (Policy.AllowIf) that read them.
+	KeepClaims bool
 }
 
 // Verifier turns a bearer token into a verified Token. It trusts a fixed set
@@ -70,9 +73,10 @@ type Verifier struct {
 	now   func() time.Time
 	peek  *jwt.Parser
 	stop  context.CancelFunc
-	// claimNames are VerifierOptions.Claims; empty: the payload is not
-	// decoded a second time.
+	// claimNames are VerifierOptions.Claims; empty and keepClaims false:
+	// the payload is not decoded a second time.
 	claimNames []string
+	keepClaims bool
 }
 
 type issuer struct {
@@ -144,6 +148,7 @@ func NewVerifier(ctx context.Context, o VerifierOptions) (*Verifier, error) {
 		// altered padding bits neither verifies nor fills the cache again.
 		peek:       jwt.NewParser(jwt.WithStrictDecoding()),
 		claimNames: append([]string(nil), o.Claims...),
+		keepClaims: o.KeepClaims,
 	}
 	for _, ic := range o.Issuers {
 		ic := ic
@@ -293,9 +298,14 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*Token, error) {
 	if err != nil {
 		return nil, authErr(ReasonBadClaims, err)
 	}
-	if len(v.claimNames) > 0 {
-		if t.Claims, err = v.extraClaims(raw); err != nil {
+	if len(v.claimNames) > 0 || v.keepClaims {
+		all, err := decodePayload(raw)
+		if err != nil {
 			return nil, authErr(ReasonBadClaims, err)
+		}
+		t.Claims = v.extraClaims(all)
+		if v.keepClaims {
+			t.AllClaims = policyValue(all).(map[string]any)
 		}
 	}
 	return t, nil
@@ -311,10 +321,11 @@ func (v *Verifier) Check(ctx context.Context, raw string) (*Token, error) {
 	return v.verify(ctx, raw)
 }
 
-// extraClaims reads the claims headers.claims names from the verified
-// payload, in their header form. It runs once per token, when the token
-// is verified; its requests then share the values.
-func (v *Verifier) extraClaims(raw string) ([]ClaimValue, error) {
+// decodePayload decodes the verified token's payload, numbers as
+// json.Number so that header values keep their exact spelling. It runs
+// once per token, when the token is verified; its requests then share
+// what it gave.
+func decodePayload(raw string) (map[string]any, error) {
 	parts := strings.Split(raw, ".")
 	if len(parts) != 3 {
 		return nil, errors.New("token is not a JWS compact serialization")
@@ -329,6 +340,41 @@ func (v *Verifier) extraClaims(raw string) ([]ClaimValue, error) {
 	if err := dec.Decode(&all); err != nil {
 		return nil, fmt.Errorf("decode payload: %w", err)
 	}
+	if all == nil {
+		all = map[string]any{}
+	}
+	return all, nil
+}
+
+// policyValue is a decoded claim as policies read it: json.Number becomes
+// an int64 when it is one, else a float64 (CEL compares the two).
+func policyValue(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			return i
+		}
+		f, _ := x.Float64()
+		return f
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = policyValue(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = policyValue(e)
+		}
+		return out
+	}
+	return v
+}
+
+// extraClaims picks the claims headers.claims names from the verified
+// payload, in their header form.
+func (v *Verifier) extraClaims(all map[string]any) []ClaimValue {
 	var out []ClaimValue
 	for _, name := range v.claimNames {
 		val, ok := enrich.HeaderValue(all[name])
@@ -342,7 +388,7 @@ func (v *Verifier) extraClaims(raw string) ([]ClaimValue, error) {
 		vals[i] = out[i].Value
 		out[i].values = vals[i : i+1 : i+1]
 	}
-	return out, nil
+	return out
 }
 
 // checkHeader rejects what the JOSE header may smuggle in: algorithms the

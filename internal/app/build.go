@@ -113,7 +113,7 @@ func (a *App) retire(old, next *generation) {
 
 func sameVerifierConfig(a, b *config.Config) bool {
 	return reflect.DeepEqual(a.Issuers, b.Issuers) && a.Server.MaxTokenBytes == b.Server.MaxTokenBytes &&
-		slices.Equal(claimNames(a), claimNames(b))
+		slices.Equal(claimNames(a), claimNames(b)) && a.KeepClaims() == b.KeepClaims()
 }
 
 // claimNames are the claims headers.claims forwards, sorted: the
@@ -147,6 +147,7 @@ func (a *App) buildVerifier(ctx context.Context, cfg *config.Config) (*verifierP
 		OnJWKSRefreshError: a.metrics.JWKSFailure,
 		OnJWKSFetch:        a.metrics.JWKSFetch,
 		Claims:             claimNames(cfg),
+		KeepClaims:         cfg.KeepClaims(),
 	})
 	if err != nil {
 		stop()
@@ -353,7 +354,7 @@ func routeConfig(i int, r config.Route) (proxy.RouteConfig, error) {
 		DialTimeout: r.Timeouts.Dial.D(), ResponseHeaderTimeout: r.Timeouts.ResponseHeader.D(), H2C: r.H2C,
 		UnhealthyFor: r.UnhealthyFor.D(), MaxUpstreamConns: r.MaxUpstreamConnections,
 		AllowEncodedSlash: slices.Contains(r.Relax, "encoded_slash"),
-		Policy:            proxy.Policy{AllOf: r.Scopes.AllOf, AnyOf: r.Scopes.AnyOf, Audiences: r.Audiences},
+		Policy:            proxy.Policy{AllOf: r.Scopes.AllOf, AnyOf: r.Scopes.AnyOf, Audiences: r.Audiences, AllowIf: r.AllowProgram},
 	}
 	if rc.Name == "" {
 		rc.Name = fmt.Sprintf("route-%d", i)

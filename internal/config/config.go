@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"net/url"
 	"time"
+
+	"github.com/metagate/gateway/proxy/expr"
 )
 
 // Config is the whole gateway.yaml.
@@ -286,6 +288,11 @@ type Route struct {
 	// MaxUpstreamConnections overrides server.upstream_max_connections
 	// for this route's upstreams.
 	MaxUpstreamConnections int `yaml:"max_upstream_connections"`
+	// AllowIf are CEL expressions that must all hold once the caller's
+	// metadata is resolved (policy.go, proxy/expr).
+	AllowIf Exprs `yaml:"allow_if"`
+	// AllowProgram is AllowIf as validation compiled it.
+	AllowProgram *expr.Program `yaml:"-"`
 }
 
 // Match selects requests for a route.

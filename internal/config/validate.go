@@ -15,7 +15,6 @@ import (
 
 	"github.com/metagate/gateway/internal/gctune"
 	"github.com/metagate/gateway/internal/headername"
-	"github.com/metagate/gateway/proxy/canon"
 )
 
 // maxLeeway bounds clock-skew tolerance: more than this would keep expired
@@ -136,6 +135,7 @@ func (cfg *Config) validate() Errors {
 	for i := range cfg.Routes {
 		cfg.checkRoute(c, i)
 	}
+	cfg.checkPolicies(c)
 	if (s.TLS.CertFile == "") != (s.TLS.KeyFile == "") {
 		c.add("server.tls", "set both cert_file and key_file, or neither")
 	}
@@ -225,9 +225,7 @@ func (cfg *Config) checkRoute(c *checker, i int) {
 		if v == "" {
 			continue
 		}
-		if err := canon.CheckPattern(v); err != nil {
-			c.add(p+key, "%v", err)
-		}
+		checkPathPattern(c, p, key, v)
 	}
 	for j, x := range r.Relax {
 		c.oneOf(fmt.Sprintf("%s.relax[%d]", p, j), x, "encoded_slash")

@@ -151,7 +151,7 @@ func (e *Env) compile(src string) (cel.Program, error) {
 	if iss.Err() != nil {
 		// CEL's own message, with the expression's line and column and
 		// a caret under the offending part.
-		return nil, errors.New(strings.TrimSpace(iss.Err().Error()))
+		return nil, errors.New(strings.ReplaceAll(strings.TrimSpace(iss.Err().Error()), "ERROR: <input>:", "at "))
 	}
 	if t := ast.OutputType(); !t.IsExactType(types.BoolType) && !t.IsExactType(types.DynType) {
 		return nil, fmt.Errorf("must be a bool expression, is %s", t)

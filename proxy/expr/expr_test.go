@@ -142,6 +142,8 @@ func TestQuery(t *testing.T) {
 		"a=1&b=2":                 {"a": "1", "b": "2"},
 		"Tenant=evil&tenant=acme": {},
 		"tenant.id=1&tenant_id=2": {},
+		"t=1&t[]=2":               {},
+		"t=1&T[x]=2":              {},
 		"a=%ZZ&b=1":               {"b": "1"},
 		"q=a+b&r=%2F":             {"q": "a b", "r": "/"},
 		"":                        {},

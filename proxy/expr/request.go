@@ -32,7 +32,7 @@ func NewRequest(method, path string, params map[string]string, rawQuery string, 
 // Query reads a raw query into request.query: names lower-cased, values
 // decoded. A name that appears twice under any spelling a framework
 // reads as one (case, as ASP.NET folds it; "." and " " as PHP turns them
-// into "_") is left out: frameworks disagree on which of two values wins
+// into "_"; "a[]" and "a[k]", which PHP and Rails read as a) is left out: frameworks disagree on which of two values wins
 // (Spring and Express the first or both, PHP the last), and a policy
 // must not decide on one while the upstream reads the other.
 func Query(raw string) map[string]string {
@@ -43,7 +43,7 @@ func Query(raw string) map[string]string {
 	type param struct{ norm, name, value string }
 	var params []param
 	seen := map[string]int{}
-	fold := strings.NewReplacer(".", "_", " ", "_", "[", "_")
+	fold := strings.NewReplacer(".", "_", " ", "_")
 	for raw != "" {
 		var kv string
 		kv, raw, _ = strings.Cut(raw, "&")
@@ -54,7 +54,8 @@ func Query(raw string) map[string]string {
 		dk, err1 := url.QueryUnescape(k)
 		dv, err2 := url.QueryUnescape(v)
 		name := strings.ToLower(dk)
-		norm := fold.Replace(name)
+		base, _, _ := strings.Cut(name, "[") // PHP and Rails read a[]= and a[x]= as a
+		norm := fold.Replace(base)
 		seen[norm]++
 		if err1 != nil || err2 != nil {
 			seen[norm]++ // unreadable: as ambiguous as a repeat
