@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"net/http"
 
 	"go.uber.org/zap"
@@ -25,7 +24,7 @@ const (
 // own RFC 6750 answers; a false expression is a plain 403 naming the
 // route, and an expression that cannot be evaluated is one too, with a
 // warning that names the route and the expression, never a value.
-func (p *pipeline) allowIf(ctx context.Context, pol *Policy, route string, t *Token, md *enrich.Metadata, req func() *expr.Request) *refusal {
+func (p *pipeline) allowIf(pol *Policy, route string, t *Token, md *enrich.Metadata, req func() *expr.Request) *refusal {
 	if pol.AllowIf == nil {
 		return nil
 	}
@@ -34,7 +33,7 @@ func (p *pipeline) allowIf(ctx context.Context, pol *Policy, route string, t *To
 		v.Caller = expr.Caller{Kind: t.Caller.Kind.String(), ID: t.Caller.ID, Issuer: t.Caller.Issuer, Scopes: t.Scopes}
 		v.Claims = t.AllClaims
 	}
-	res := pol.AllowIf.Eval(ctx, v)
+	res := pol.AllowIf.Eval(v)
 	switch {
 	case res.Err != nil:
 		p.obs.PolicyDecision(route, PolicyError)

@@ -305,7 +305,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 	}
 	st.md = md
 	if rt.Policy.AllowIf != nil {
-		if rf := g.allowIf(r.Context(), &rt.Policy, rt.Name, st.token, md, g.policyRequest(r, st)); rf != nil {
+		if rf := g.allowIf(&rt.Policy, rt.Name, st.token, md, g.policyRequest(r, st)); rf != nil {
 			g.refuse(w, st, rf)
 			return
 		}

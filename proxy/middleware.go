@@ -76,7 +76,7 @@ func Middleware(o MiddlewareOptions) func(http.Handler) http.Handler {
 				rf.write(w)
 				return
 			}
-			if rf := p.allowIf(r.Context(), &o.Policy, "", t, md, func() *expr.Request {
+			if rf := p.allowIf(&o.Policy, "", t, md, func() *expr.Request {
 				// The path as net/http decoded it: a middleware sits
 				// behind the server's own routing, not the gateway's.
 				return expr.NewRequest(canon.Method(r.Method), r.URL.Path, nil, r.URL.RawQuery, r.Header)

@@ -1,7 +1,6 @@
 package expr
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -98,7 +97,7 @@ func TestEval(t *testing.T) {
 			if err != nil {
 				t.Fatalf("compile: %v", err)
 			}
-			r := p.Eval(context.Background(), vars())
+			r := p.Eval(vars())
 			if r.Allowed != tc.allowed || (r.Err != nil) != tc.err {
 				t.Fatalf("Eval(%s) = allowed %v, err %v; want allowed %v, err %v", tc.src, r.Allowed, r.Err, tc.allowed, tc.err)
 			}
@@ -112,13 +111,13 @@ func TestEvalAllMustHold(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := p.Eval(context.Background(), &Vars{Caller: Caller{Kind: "client"}, Metadata: map[string]any{"plan": "free"}})
+	r := p.Eval(&Vars{Caller: Caller{Kind: "client"}, Metadata: map[string]any{"plan": "free"}})
 	if r.Allowed || r.Denied != 1 || r.Err != nil {
 		t.Fatalf("got %+v, want denied by expression 1", r)
 	}
 	// No metadata at all (a caller forwarded without any): reading it
 	// fails closed.
-	r = p.Eval(context.Background(), &Vars{Caller: Caller{Kind: "client"}})
+	r = p.Eval(&Vars{Caller: Caller{Kind: "client"}})
 	if r.Allowed || r.Err == nil {
 		t.Fatalf("got %+v, want an error", r)
 	}
@@ -131,7 +130,7 @@ func TestRequestIsBuiltOnlyWhenRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	built := 0
-	p.Eval(context.Background(), &Vars{Caller: Caller{Kind: "user"}, Request: func() *Request { built++; return &Request{} }})
+	p.Eval(&Vars{Caller: Caller{Kind: "user"}, Request: func() *Request { built++; return &Request{} }})
 	if built != 0 {
 		t.Fatalf("request view built %d times for an expression that does not read it", built)
 	}
