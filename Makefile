@@ -41,13 +41,15 @@ bench:
 bench-e2e: deps
 	CGO_ENABLED=0 $(GO) run -trimpath ./internal/benche2e/cmd/bench-e2e -go $(GO)
 
-## fuzz: each fuzz target for FUZZTIME (the request, credential, header and config parsers); -fuzz takes one target per run
+## fuzz: each fuzz target for FUZZTIME (the request, credential, header, path template, policy query and config parsers); -fuzz takes one target per run
 FUZZTIME ?= 30s
 # Minimising each new input for long stalls the fuzzer at 0 execs/s on 2 cores.
 FUZZFLAGS ?= -fuzzminimizetime 100x
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePath$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./proxy/canon/
 	$(GO) test -run '^$$' -fuzz '^FuzzFoldPrefix$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./proxy/canon/
+	$(GO) test -run '^$$' -fuzz '^FuzzTemplate$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./proxy/canon/
+	$(GO) test -run '^$$' -fuzz '^FuzzQuery$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./proxy/expr/
 	$(GO) test -run '^$$' -fuzz '^FuzzBearerToken$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./proxy/
 	$(GO) test -run '^$$' -fuzz '^FuzzMetadataHeaders$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./proxy/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./internal/config/

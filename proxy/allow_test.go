@@ -30,18 +30,10 @@ func compile(t testing.TB, exprs ...string) *expr.Program {
 	return p
 }
 
-type policyCounts map[string]int
-
-func (policyCounts) Request(string, string, int, time.Duration, time.Duration) {}
-func (policyCounts) AuthFailure(string)                                        {}
-func (policyCounts) UpstreamError(string)                                      {}
-func (policyCounts) ClientError(string)                                        {}
-func (c policyCounts) PolicyDecision(route, result string)                     { c[route+" "+result]++ }
-
-// TestAllowIfOverClaimsAndMetadata drives the gateway with a policy over
-// a namespaced claim and metadata, and an expression that fails at run
-// time: its warning names the route and the expression, never a value.
-func TestAllowIfOverClaimsAndMetadata(t *testing.T) {
+// policyVerifier is an issuer and a verifier that keeps every claim, as
+// the gateway's is when a route has allow_if.
+func policyVerifier(t *testing.T) (*testenv.Issuer, *Verifier) {
+	t.Helper()
 	iss := testenv.NewIssuer(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -54,6 +46,22 @@ func TestAllowIfOverClaimsAndMetadata(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(v.Close)
+	return iss, v
+}
+
+type policyCounts map[string]int
+
+func (policyCounts) Request(string, string, int, time.Duration, time.Duration) {}
+func (policyCounts) AuthFailure(string)                                        {}
+func (policyCounts) UpstreamError(string)                                      {}
+func (policyCounts) ClientError(string)                                        {}
+func (c policyCounts) PolicyDecision(route, result string)                     { c[route+" "+result]++ }
+
+// TestAllowIfOverClaimsAndMetadata drives the gateway with a policy over
+// a namespaced claim and metadata, and an expression that fails at run
+// time: its warning names the route and the expression, never a value.
+func TestAllowIfOverClaimsAndMetadata(t *testing.T) {
+	iss, v := policyVerifier(t)
 	up := newUpstream(t)
 	u, _ := url.Parse(up.URL)
 	core, logs := observer.New(zap.WarnLevel)
@@ -121,18 +129,7 @@ func TestAllowIfOverClaimsAndMetadata(t *testing.T) {
 
 // TestMiddlewareAllowIf: the Go middleware applies the same policy.
 func TestMiddlewareAllowIf(t *testing.T) {
-	iss := testenv.NewIssuer(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	v, err := NewVerifier(ctx, VerifierOptions{
-		Issuers: []IssuerConfig{{Issuer: iss.URL, Audiences: []string{iss.Audience}, JWKSURL: iss.JWKSURL,
-			Algorithms: []string{"RS256"}, Leeway: 5 * time.Second, JWKSRefresh: time.Hour, UnknownKIDRefresh: time.Minute}},
-		MaxTokenBytes: 16 << 10, KeepClaims: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(v.Close)
+	iss, v := policyVerifier(t)
 	mw := Middleware(MiddlewareOptions{Verifier: v, Resolver: testResolver(),
 		Policy: Policy{AllowIf: compile(t, `metadata.tier == "gold" && request.method == "GET"`)}})
 	srv := httptest.NewServer(mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})))
