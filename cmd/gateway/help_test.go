@@ -156,3 +156,33 @@ routes:
 		at = max(at, i)
 	}
 }
+
+// TestCheckRejectsABadPolicy: `gateway check` compiles every allow_if and
+// names the file:line of the one that does not compile, with CEL's error.
+func TestCheckRejectsABadPolicy(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "policy.yaml")
+	doc := `dev_issuer:
+  enabled: true
+routes:
+  - name: tenant
+    match: {path: "/tenants/{tenant}/invoices"}
+    upstreams: [http://127.0.0.1:9000]
+    allow_if:
+      - metadata.plan in ["pro", "enterprise"]
+      - request.path_params.tenant == metadata.tenant_id &&
+`
+	if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCLI("check", "--config", file)
+	if want := file + ":9: routes[0].allow_if[1]: at 1:"; code != 1 || !strings.Contains(stderr, want) || !strings.Contains(stderr, "Syntax error") {
+		t.Errorf("exit %d, stderr %q; want 1 and %q with CEL's syntax error", code, stderr, want)
+	}
+	fixed := strings.Replace(doc, " &&\n", "\n", 1)
+	if err := os.WriteFile(file, []byte(fixed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, stderr := runCLI("check", "--config", file); code != 0 {
+		t.Errorf("the fixed policy: exit %d, %s %s", code, out, stderr)
+	}
+}
