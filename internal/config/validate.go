@@ -14,8 +14,8 @@ import (
 	"github.com/metagate/gateway/cache"
 
 	"github.com/metagate/gateway/internal/gctune"
-	"github.com/metagate/gateway/internal/headername"
 	"github.com/metagate/gateway/proxy/canon"
+	"github.com/metagate/gateway/proxy/headername"
 )
 
 // maxLeeway bounds clock-skew tolerance: more than this would keep expired
