@@ -359,7 +359,7 @@ func Default() Config {
 			MaxEntries:           100_000,
 			ErrorTTL:             Duration(5 * time.Second),
 			Redis: Redis{Prefix: "gateway", Timeout: Duration(100 * time.Millisecond),
-				ClaimTTL: Duration(10 * time.Second), DisconnectedTTL: Duration(5 * time.Second)},
+				ClaimTTL: Duration(defaultClaimTTL), DisconnectedTTL: Duration(defaultDisconnectedTTL)},
 		},
 		Headers: Headers{
 			Namespace:        []string{"X-Client-", "X-User-"},
@@ -410,7 +410,8 @@ func DefaultStripUntrusted() []string {
 // applyDefaults fills, once and in one place, every default that depends
 // on other keys (the static ones are in Default). Validation then only
 // reports, and the code that builds the runtime never defaults again.
-func (cfg *Config) applyDefaults() {
+// set are the key paths the file sets (followDefaults).
+func (cfg *Config) applyDefaults(set keyLines) {
 	for i := range cfg.Issuers {
 		issuerDefaults(&cfg.Issuers[i])
 	}
@@ -429,6 +430,7 @@ func (cfg *Config) applyDefaults() {
 		}
 	}
 	featureDefaults(cfg)
+	cfg.followDefaults(set)
 }
 
 // DevIssuerEntry is the running dev issuer as an issuers entry, with the
