@@ -61,8 +61,8 @@ const (
 // (min(5s, cache.ttl)), and cache.redis.claim_ttl follows
 // metadata.auth0.timeout (10s, or the timeout plus 1s when that is
 // longer, at most 1m), so a holder's claim outlasts its Management API
-// attempt. Keys left at their own default bounds are not followed: they
-// always fit.
+// attempt. A key the file sets is never changed: it is validated as
+// written.
 func (cfg *Config) followDefaults(set keyLines) {
 	k := &cfg.Cache
 	if !set.has("cache.redis.disconnected_ttl") && k.TTL > 0 {
