@@ -14,7 +14,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/metagate/gateway/enrich"
-	"github.com/metagate/gateway/internal/headername"
+	"github.com/metagate/gateway/proxy/headername"
 )
 
 // bearerRE is RFC 6750's credentials written out independently of

@@ -9,7 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/metagate/gateway/enrich"
-	"github.com/metagate/gateway/internal/headername"
+	"github.com/metagate/gateway/proxy/headername"
 )
 
 // HeaderConfig names the trusted headers. An empty name turns that header

@@ -5,6 +5,7 @@
 package config
 
 import (
+	"fmt"
 	"net/netip"
 	"net/url"
 	"time"
@@ -366,7 +367,7 @@ func Default() Config {
 			MaxEntries:           100_000,
 			ErrorTTL:             Duration(5 * time.Second),
 			Redis: Redis{Prefix: "gateway", Timeout: Duration(100 * time.Millisecond),
-				ClaimTTL: Duration(10 * time.Second), DisconnectedTTL: Duration(5 * time.Second)},
+				ClaimTTL: Duration(defaultClaimTTL), DisconnectedTTL: Duration(defaultDisconnectedTTL)},
 		},
 		Headers: Headers{
 			Namespace:        []string{"X-Client-", "X-User-"},
@@ -417,9 +418,11 @@ func DefaultStripUntrusted() []string {
 // applyDefaults fills, once and in one place, every default that depends
 // on other keys (the static ones are in Default). Validation then only
 // reports, and the code that builds the runtime never defaults again.
-func (cfg *Config) applyDefaults() {
+// set are the key paths the file sets (followDefaults).
+func (cfg *Config) applyDefaults(set keyLines) {
 	for i := range cfg.Issuers {
-		issuerDefaults(&cfg.Issuers[i])
+		p := fmt.Sprintf("issuers[%d].", i)
+		issuerDefaults(&cfg.Issuers[i], func(key string) bool { return set.has(p + key) })
 	}
 	if d := &cfg.DevIssuer; d.Issuer == "" {
 		d.Issuer = "http://" + d.Listen + "/"
@@ -436,6 +439,7 @@ func (cfg *Config) applyDefaults() {
 		}
 	}
 	featureDefaults(cfg)
+	cfg.followDefaults(set)
 }
 
 // DevIssuerEntry is the running dev issuer as an issuers entry, with the
@@ -444,22 +448,23 @@ func (cfg *Config) applyDefaults() {
 // free port).
 func DevIssuerEntry(d DevIssuer, issuer, jwksURL string) Issuer {
 	is := Issuer{Issuer: issuer, Audiences: []string{d.Audience}, JWKSURL: jwksURL}
-	issuerDefaults(&is)
+	issuerDefaults(&is, func(string) bool { return false })
 	return is
 }
 
-// issuerDefaults fills what an issuer entry leaves out.
-func issuerDefaults(is *Issuer) {
+// issuerDefaults fills what an issuer entry leaves out (isSet reports the
+// keys the entry sets: a written 0s is kept, so leeway: 0s means none).
+func issuerDefaults(is *Issuer, isSet func(key string) bool) {
 	if len(is.Algorithms) == 0 {
 		is.Algorithms = []string{"RS256"}
 	}
-	if is.Leeway == 0 {
+	if !isSet("leeway") {
 		is.Leeway = Duration(30 * time.Second)
 	}
-	if is.JWKSRefresh == 0 {
+	if !isSet("jwks_refresh") {
 		is.JWKSRefresh = Duration(time.Hour)
 	}
-	if is.UnknownKIDRefresh == 0 {
+	if !isSet("unknown_kid_refresh") {
 		is.UnknownKIDRefresh = Duration(time.Minute)
 	}
 	if is.JWKSURL == "" && is.Issuer != "" {

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/metagate/gateway/internal/headername"
 	"github.com/metagate/gateway/proxy/canon"
+	"github.com/metagate/gateway/proxy/headername"
 )
 
 // TokenEndpoint puts a client's allow-listed client_metadata into the

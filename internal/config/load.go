@@ -99,8 +99,8 @@ func Parse(file string, raw []byte, lookupEnv func(string) (string, bool)) (*Con
 		// decodes the rest, so the rest can be validated. Any other
 		// error stopped the decode midway: validating it would report
 		// the keys it never reached.
-		cfg.applyDefaults()
-		p.add(cfg.validate())
+		cfg.applyDefaults(w.at)
+		p.add(cfg.validate(w.at))
 		p.add(cfg.loadSecrets())
 	}
 	if len(p.errs) > 0 {

@@ -65,16 +65,11 @@ func (cfg *Config) checkReplicas(c *checker) {
 		c.add("cache.error_ttl", "must be between 0s and 1m, got %s", k.ErrorTTL.D())
 	}
 	if k := cfg.Cache.Redis; k.URL != "" {
-		if k.ClaimTTL.D() < 100*time.Millisecond || k.ClaimTTL.D() > time.Minute {
-			c.add("cache.redis.claim_ttl", "must be between 100ms and 1m, got %s", k.ClaimTTL.D())
-		}
-		if k.DisconnectedTTL.D() < 100*time.Millisecond || k.DisconnectedTTL > cfg.Cache.TTL {
-			c.add("cache.redis.disconnected_ttl", "must be between 100ms and cache.ttl, got %s", k.DisconnectedTTL.D())
-		}
 		if strings.ContainsAny(k.Prefix, "{}") {
 			c.add("cache.redis.prefix", "%q must not contain { or }: they set Redis Cluster hash slots", k.Prefix)
 		}
 	}
+	cfg.checkFollowers(c)
 	if ci := cfg.Metadata.Auth0.Circuit; ci.Threshold < 0 || ci.OpenFor.D() < 0 {
 		c.add("metadata.auth0.circuit", "threshold (0: off) and open_for must not be negative")
 	} else if ci.Threshold > 0 && ci.OpenFor.D() < 100*time.Millisecond {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,7 +15,7 @@ import (
 	"github.com/metagate/gateway/cache"
 
 	"github.com/metagate/gateway/internal/gctune"
-	"github.com/metagate/gateway/internal/headername"
+	"github.com/metagate/gateway/proxy/headername"
 )
 
 // maxLeeway bounds clock-skew tolerance: more than this would keep expired
@@ -34,6 +35,9 @@ var allowedAlgorithms = map[string]bool{
 type checker struct {
 	file string
 	errs Errors
+	// set are the keys the file sets, for messages about a defaulted
+	// value that a set key made wrong.
+	set keyLines
 }
 
 func (c *checker) add(path, format string, args ...any) {
@@ -83,8 +87,8 @@ func (c *checker) headerName(path, v string) {
 	}
 }
 
-func (cfg *Config) validate() Errors {
-	c := &checker{file: cfg.File}
+func (cfg *Config) validate(set keyLines) Errors {
+	c := &checker{file: cfg.File, set: set}
 	s := cfg.Server
 	c.hostPort("server.listen", s.Listen)
 	if s.AdminListen != "" {
@@ -439,10 +443,11 @@ func (cfg *Config) checkHeaders(c *checker) {
 		}
 		c.headerName(path, name)
 		if !InNamespace(h.Namespace, name) {
-			c.add(path, "%q is outside headers.namespace %v: clients could send it themselves", name, h.Namespace)
+			c.outsideNamespace(path, name, h.Namespace)
 		}
 		if path != "headers.metadata_prefix" && h.MetadataPrefix != "" && headername.HasPrefix(name, h.MetadataPrefix) {
-			c.add("headers.metadata_prefix", "%q covers %s %q: a metadata key could overwrite that identity header", h.MetadataPrefix, path, name)
+			c.add("headers.metadata_prefix", "%s covers %s: a metadata key could overwrite that identity header",
+				c.set.value("headers.metadata_prefix", strconv.Quote(h.MetadataPrefix)), c.set.about(path, strconv.Quote(name)))
 		}
 	}
 	for i, name := range h.StripUntrusted {
@@ -454,6 +459,18 @@ func (cfg *Config) checkHeaders(c *checker) {
 	if h.MaxJSONBytes < 2 {
 		c.add("headers.max_json_bytes", "must be at least 2, got %d", h.MaxJSONBytes)
 	}
+}
+
+// outsideNamespace reports a trusted header name outside the namespace.
+// A default name is usually outside because the file set its own
+// namespace, so the message then names both keys and how to fix it.
+func (c *checker) outsideNamespace(path, name string, namespace []string) {
+	if c.set.has(path) {
+		c.add(path, "%q is outside headers.namespace %v: clients could send it themselves", name, namespace)
+		return
+	}
+	c.add(path, "%s is outside %s: clients could send it themselves; set this key to a name inside the namespace, or to \"\" to turn it off",
+		c.set.value(path, strconv.Quote(name)), c.set.about("headers.namespace", fmt.Sprint(namespace)))
 }
 
 // InNamespace reports whether a header name falls under one of the trusted
