@@ -100,7 +100,7 @@ func Prepare(r Record) (*Metadata, error) {
 	// unused for as long as the caller stays cached.
 	m.Fields = make([]Field, 0, len(keys))
 	for _, k := range keys {
-		v, ok := scalar(r.Metadata[k])
+		v, ok := Scalar(r.Metadata[k])
 		if !ok {
 			continue
 		}
@@ -178,7 +178,11 @@ func oneValue(v string) []string {
 	return []string{v}
 }
 
-func scalar(v any) (string, bool) {
+// Scalar is a metadata or claim value as text: strings as they are,
+// numbers as JSON writes them, booleans as "true"/"false". Objects,
+// arrays and null are not scalars. Headers, rate-limit keys and tiers
+// all read values through it, so they agree on what a value says.
+func Scalar(v any) (string, bool) {
 	switch x := v.(type) {
 	case string:
 		return x, true
@@ -235,7 +239,7 @@ func HeaderValue(v any) (string, bool) {
 	if v == nil {
 		return "", false
 	}
-	if s, ok := scalar(v); ok {
+	if s, ok := Scalar(v); ok {
 		return s, true
 	}
 	b, err := asciiJSON(v)

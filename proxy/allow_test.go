@@ -56,6 +56,7 @@ func (policyCounts) AuthFailure(string)                                        {
 func (policyCounts) UpstreamError(string)                                      {}
 func (policyCounts) ClientError(string)                                        {}
 func (c policyCounts) PolicyDecision(route, result string)                     { c[route+" "+result]++ }
+func (policyCounts) RateLimitDecision(string, bool, bool)                      {}
 
 // TestAllowIfOverClaimsAndMetadata drives the gateway with a policy over
 // a namespaced claim and metadata, and an expression that fails at run

@@ -20,6 +20,7 @@ import (
 
 	"github.com/metagate/gateway/enrich"
 	"github.com/metagate/gateway/proxy/canon"
+	"github.com/metagate/gateway/proxy/ratelimit"
 )
 
 // AuthMode is a route's token policy.
@@ -61,6 +62,9 @@ type Observer interface {
 	// PolicyDecision counts the decisions of routes with allow_if:
 	// PolicyAllowed, PolicyDenied or PolicyError.
 	PolicyDecision(route, result string)
+	// RateLimitDecision counts one request against a rate-limit policy;
+	// local: decided by this replica alone (Redis down or absent).
+	RateLimitDecision(policy string, allowed, local bool)
 }
 
 type nopObserver struct{}
@@ -70,6 +74,7 @@ func (nopObserver) AuthFailure(string)                                        {}
 func (nopObserver) UpstreamError(string)                                      {}
 func (nopObserver) ClientError(string)                                        {}
 func (nopObserver) PolicyDecision(string, string)                             {}
+func (nopObserver) RateLimitDecision(string, bool, bool)                      {}
 
 // Options builds a Gateway. Resolver may be nil (no metadata source).
 type Options struct {
@@ -108,6 +113,9 @@ type Options struct {
 	// Assertion, when not nil, signs the assertion sent to the upstream
 	// in Headers.Assertion for every request with a verified token.
 	Assertion AssertionSigner
+	// RateLimiter counts requests on routes with a RateLimit; nil with
+	// such routes: New uses a local-only ratelimit.Limiter.
+	RateLimiter RateLimiter
 }
 
 // Gateway is the http.Handler that fronts the upstreams.
@@ -116,6 +124,7 @@ type Gateway struct {
 	routes      []*route
 	endpoints   []endpoint      // gateway-owned handlers, before every route
 	assertion   AssertionSigner // nil: no signed assertion
+	limiter     RateLimiter
 	headers     *headerWriter
 	trusted     []netip.Prefix
 	readTimeout time.Duration
@@ -147,6 +156,15 @@ func New(o Options) *Gateway {
 		readTimeout: o.ReadTimeout,
 		buffers:     newBufferPool(),
 		access:      o.AccessLog,
+		limiter:     o.RateLimiter,
+	}
+	if g.limiter == nil {
+		for _, rc := range o.Routes {
+			if rc.RateLimit != nil {
+				g.limiter = ratelimit.New(ratelimit.Options{})
+				break
+			}
+		}
 	}
 	for path, h := range o.Endpoints {
 		g.endpoints = append(g.endpoints, endpoint{folded: canon.Fold(path), h: h})
@@ -198,6 +216,7 @@ type state struct {
 	token     *Token
 	md        *enrich.Metadata
 	assertion string // the signed assertion for the upstream, "" for none
+	rate      rateState
 	target    *target
 	// for the access log and metrics
 	reason      Reason
@@ -306,6 +325,12 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, st *state) {
 	st.md = md
 	if rt.Policy.AllowIf != nil {
 		if rf := g.allowIf(&rt.Policy, rt.Name, st.token, md, g.policyRequest(r, st)); rf != nil {
+			g.refuse(w, st, rf)
+			return
+		}
+	}
+	if rt.RateLimit != nil && st.token != nil {
+		if rf := g.limit(r.Context(), w, rt, st); rf != nil {
 			g.refuse(w, st, rf)
 			return
 		}
@@ -434,7 +459,7 @@ func (g *Gateway) accessLog(r *http.Request, rec *statusRecorder, st *state, d t
 		return
 	}
 	if ce := g.access.Check(zap.InfoLevel, "request"); ce != nil {
-		fields := make([]zap.Field, 0, 8)
+		fields := make([]zap.Field, 0, 11)
 		fields = append(fields,
 			zap.String("method", st.methodLabel(r)),
 			zap.String("path", st.logPath(r)),
@@ -453,6 +478,16 @@ func (g *Gateway) accessLog(r *http.Request, rec *statusRecorder, st *state, d t
 		}
 		if st.clientError != "" {
 			fields = append(fields, zap.String("client_error", st.clientError))
+		}
+		if p := st.rate.policy; p != nil {
+			result := "allowed"
+			if !st.rate.decision.Allowed {
+				result = "limited"
+			}
+			fields = append(fields, zap.String("rate_limit_policy", p.Name), zap.String("rate_limit", result))
+			if st.rate.decision.Local {
+				fields = append(fields, zap.Bool("rate_limit_local", true))
+			}
 		}
 		ce.Write(fields...)
 	}

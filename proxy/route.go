@@ -54,6 +54,9 @@ type RouteConfig struct {
 	// AssertionAudience is the aud of the gateway assertion on this route
 	// (Options.Assertion).
 	AssertionAudience string
+	// RateLimit, when not nil, counts each caller's requests on this
+	// route (Options.RateLimiter).
+	RateLimit *RouteRateLimit
 }
 
 // Policy is what a caller must bring to pass a route.

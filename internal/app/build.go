@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/metagate/gateway/cache"
@@ -16,6 +17,7 @@ import (
 	"github.com/metagate/gateway/internal/config"
 	"github.com/metagate/gateway/internal/invalidation"
 	"github.com/metagate/gateway/proxy"
+	"github.com/metagate/gateway/proxy/ratelimit"
 )
 
 // generation is everything a config reload may replace. A request loads
@@ -49,7 +51,10 @@ func (p *verifierPart) close() error {
 // resolver means metadata.source: none.
 type resolverPart struct {
 	resolver proxy.MetadataResolver
-	closers  []func() error
+	// limiter counts rate limits in the cache's Redis (locally without
+	// one); it lives as long as that Redis client.
+	limiter *ratelimit.Limiter
+	closers []func() error
 }
 
 func (p *resolverPart) close() error {
@@ -176,6 +181,18 @@ func (a *App) buildResolver(cfg *config.Config) (p *resolverPart, err error) {
 		}
 	}()
 	m := cfg.Metadata
+	c := cfg.Cache
+	var rc redis.UniversalClient
+	if c.Redis.URL != "" {
+		if rc, err = cache.NewRedisClient(c.Redis.URL, c.Redis.Timeout.D()); err != nil {
+			return nil, fmt.Errorf("cache.redis.url: %w", err)
+		}
+		p.closers = append(p.closers, rc.Close)
+	}
+	p.limiter = ratelimit.New(ratelimit.Options{
+		Redis: rc, Prefix: c.Redis.Prefix, Timeout: c.Redis.Timeout.D(),
+		OnRedisError: func(error) { a.metrics.RedisError("rate_limit") },
+	})
 	var src enrich.Source
 	switch m.Source {
 	case "none":
@@ -200,7 +217,6 @@ func (a *App) buildResolver(cfg *config.Config) (p *resolverPart, err error) {
 	default:
 		return nil, fmt.Errorf("metadata.source: unknown source %q", m.Source)
 	}
-	c := cfg.Cache
 	opts := cache.Options{
 		TTL:                  c.TTL.D(),
 		NegativeTTL:          c.NegativeTTL.D(),
@@ -218,14 +234,7 @@ func (a *App) buildResolver(cfg *config.Config) (p *resolverPart, err error) {
 		OnClaim:              a.metrics.Claim,
 		OnInvalidation:       a.metrics.BusMessage,
 	}
-	if c.Redis.URL != "" {
-		rc, err := cache.NewRedisClient(c.Redis.URL, c.Redis.Timeout.D())
-		if err != nil {
-			return nil, fmt.Errorf("cache.redis.url: %w", err)
-		}
-		p.closers = append(p.closers, rc.Close)
-		opts.Redis = rc
-	}
+	opts.Redis = rc
 	tc, err := cache.New[*enrich.Metadata](opts, enrich.Codec{})
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
@@ -259,12 +268,14 @@ func (a *App) metadataIssuers(cfg *config.Config) []string {
 
 func (a *App) buildGateway(cfg *config.Config, g *generation) (*proxy.Gateway, error) {
 	routes := make([]proxy.RouteConfig, 0, len(cfg.Routes))
+	policies := ratePolicies(cfg)
 	for i, r := range cfg.Routes {
 		rc, err := routeConfig(i, r)
 		if err != nil {
 			return nil, err
 		}
 		rc.AssertionAudience = assertionAudience(cfg.Assertion, r)
+		rc.RateLimit = routeRateLimit(r, policies)
 		routes = append(routes, rc)
 	}
 	h := cfg.Headers
@@ -298,6 +309,7 @@ func (a *App) buildGateway(cfg *config.Config, g *generation) (*proxy.Gateway, e
 		Transport:      a.transport,
 		Observer:       a.metrics,
 		Logger:         a.log.Named("gateway"),
+		RateLimiter:    g.resolver.limiter,
 		AccessLog:      a.access,
 		TracerProvider: a.tracing.TracerProvider(),
 	}), nil

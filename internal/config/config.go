@@ -31,6 +31,9 @@ type Config struct {
 	Assertion     Assertion     `yaml:"assertion"`
 	// Many replicas (replicas.go).
 	Invalidation Invalidation `yaml:"invalidation"`
+	// RateLimits are the named rate-limit policies routes pick
+	// (ratelimit.go).
+	RateLimits map[string]RateLimit `yaml:"rate_limits"`
 
 	// File is the path the config was loaded from, for messages.
 	File string `yaml:"-"`
@@ -294,6 +297,8 @@ type Route struct {
 	AllowIf Exprs `yaml:"allow_if"`
 	// AllowProgram is AllowIf as validation compiled it.
 	AllowProgram *expr.Program `yaml:"-"`
+	// RateLimit picks the route's rate_limits policy, or one by tier.
+	RateLimit *RouteRateLimit `yaml:"rate_limit"`
 }
 
 // Match selects requests for a route.
@@ -439,6 +444,7 @@ func (cfg *Config) applyDefaults(set keyLines) {
 		}
 	}
 	featureDefaults(cfg)
+	cfg.rateLimitDefaults()
 	cfg.followDefaults(set)
 }
 

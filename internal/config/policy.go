@@ -73,9 +73,12 @@ func (cfg *Config) checkPolicies(c *checker) {
 	}
 }
 
-// KeepClaims reports whether a route policy reads token claims, so the
-// verifier must keep every claim of a verified token.
+// KeepClaims reports whether a route policy or rate limit reads token
+// claims, so the verifier must keep every claim of a verified token.
 func (cfg *Config) KeepClaims() bool {
+	if cfg.rateLimitsReadClaims() {
+		return true
+	}
 	for _, r := range cfg.Routes {
 		if r.AllowProgram != nil {
 			return true

@@ -140,6 +140,7 @@ func (cfg *Config) validate(set keyLines) Errors {
 		cfg.checkRoute(c, i)
 	}
 	cfg.checkPolicies(c)
+	cfg.checkRateLimits(c)
 	if (s.TLS.CertFile == "") != (s.TLS.KeyFile == "") {
 		c.add("server.tls", "set both cert_file and key_file, or neither")
 	}

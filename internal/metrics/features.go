@@ -1,12 +1,25 @@
 package metrics
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // features are the collectors of the optional features beyond headers.
 type features struct {
 	tokenEndpoint *prometheus.CounterVec
 	policy        *prometheus.CounterVec
+	rateLimit     *prometheus.CounterVec
+	rateLocal     *prometheus.CounterVec
+	// rateCounters caches rateLimit's and rateLocal's series by
+	// policy: WithLabelValues hashes its labels on every call, and every
+	// request on a limited route is counted.
+	rateMu       *sync.RWMutex
+	rateCounters map[string]*rateCounters
 }
+
+type rateCounters struct{ allowed, limited, local prometheus.Counter }
 
 func newFeatures() features {
 	return features{
@@ -18,11 +31,21 @@ func newFeatures() features {
 			Name: "gateway_policy_decisions_total",
 			Help: "Decisions of routes' allow_if policies by route and result: allowed, denied, error (an expression that could not be evaluated; the request was denied).",
 		}, []string{"route", "result"}),
+		rateLimit: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_rate_limit_decisions_total",
+			Help: "Requests counted against a rate_limits policy, by policy and result: allowed, limited (answered 429).",
+		}, []string{"policy", "result"}),
+		rateLocal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_rate_limit_local_decisions_total",
+			Help: "Rate-limit decisions this replica took alone, by policy: Redis was down (or not configured), so the limit was per replica.",
+		}, []string{"policy"}),
+		rateMu:       &sync.RWMutex{},
+		rateCounters: map[string]*rateCounters{},
 	}
 }
 
 func (f features) collectors() []prometheus.Collector {
-	return []prometheus.Collector{f.tokenEndpoint, f.policy}
+	return []prometheus.Collector{f.tokenEndpoint, f.policy, f.rateLimit, f.rateLocal}
 }
 
 // PolicyDecision records one allow_if decision: result is allowed,
@@ -44,4 +67,33 @@ func (m *Metrics) TokenEndpointResults(results ...string) {
 // of tokenendpoint.Results.
 func (m *Metrics) TokenEndpoint(result string) {
 	m.features.tokenEndpoint.WithLabelValues(result).Inc()
+}
+
+// RateLimitDecision records one request counted against a rate-limit
+// policy.
+func (m *Metrics) RateLimitDecision(policy string, allowed, local bool) {
+	f := &m.features
+	f.rateMu.RLock()
+	c := f.rateCounters[policy]
+	f.rateMu.RUnlock()
+	if c == nil {
+		f.rateMu.Lock()
+		if c = f.rateCounters[policy]; c == nil {
+			c = &rateCounters{
+				allowed: f.rateLimit.WithLabelValues(policy, "allowed"),
+				limited: f.rateLimit.WithLabelValues(policy, "limited"),
+				local:   f.rateLocal.WithLabelValues(policy),
+			}
+			f.rateCounters[policy] = c
+		}
+		f.rateMu.Unlock()
+	}
+	if allowed {
+		c.allowed.Inc()
+	} else {
+		c.limited.Inc()
+	}
+	if local {
+		c.local.Inc()
+	}
 }
