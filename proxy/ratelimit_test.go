@@ -24,7 +24,7 @@ func TestRateLimitAccessLog(t *testing.T) {
 	core, logs := observer.New(zap.InfoLevel)
 	one := &RatePolicy{Policy: ratelimit.NewPolicy("one", 1, time.Hour, 1), Key: RateKey{Kind: RateKeyMetadata, Name: "tenant_id"}}
 	gw := New(Options{
-		Routes: []RouteConfig{{Name: "api", PathPrefix: "/", Upstreams: []*url.URL{u}, RateLimit: &RouteRateLimit{Default: one}}},
+		Routes:   []RouteConfig{{Name: "api", PathPrefix: "/", Upstreams: []*url.URL{u}, RateLimit: &RouteRateLimit{Default: one}}},
 		Verifier: v, Resolver: testResolver(), Headers: defaultHeaders(), Realm: "gateway", AccessLog: zap.New(core),
 	})
 	srv := httptest.NewServer(gw)
