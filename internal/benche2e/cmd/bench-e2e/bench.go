@@ -175,6 +175,7 @@ func (r row) errors() (n int, first error) {
 type report struct {
 	loadStart                    string
 	hot, rate, warm, redis, miss row
+	rlRedis, rlLocal             row // with a rate limit, against the same gateway without
 	memPerCaller                 float64
 	memNote                      string
 }
@@ -188,6 +189,9 @@ const (
 	addedP99Target          = 250.0 // µs
 	warmRPSTarget           = 0.95
 	memTarget               = 2048.0 // bytes per cached caller
+	// Issue 18: CPU per request a rate limit may add.
+	rlRedisCPUTarget = 1.10
+	rlLocalCPUTarget = 1.02
 )
 
 func pass(ok bool) string {
@@ -232,6 +236,8 @@ func (rep *report) print(w io.Writer, o options, took time.Duration) {
 	line(rep.warm, "rps ≥ 0.95×", pass(warmRPS >= warmRPSTarget))
 	line(rep.redis, "", "")
 	line(rep.miss, "", "")
+	line(rep.rlRedis, fmt.Sprintf("cpu ≤ %.2f× of no limit", rlRedisCPUTarget), pass(rep.rlRedis.ratio(cpu) <= rlRedisCPUTarget))
+	line(rep.rlLocal, fmt.Sprintf("cpu ≤ %.2f× of no limit", rlLocalCPUTarget), pass(rep.rlLocal.ratio(cpu) <= rlLocalCPUTarget))
 	_ = tw.Flush()
 
 	fmt.Fprintf(w, "\nmemory per cached caller (metadata entry + verified-token entry): %.0f B; %s\n\n", rep.memPerCaller, rep.memNote)
@@ -243,12 +249,19 @@ func (rep *report) print(w io.Writer, o options, took time.Duration) {
 	fmt.Fprintf(tw, "  added p99 at %.0f rps (gw p99 − bare p99)\t%+.0f µs\t≤ %.0f µs\t%s\t%s\n", o.rate, added, addedP99Target, pass(added <= addedP99Target), strings.TrimPrefix(noisy, ", "))
 	fmt.Fprintf(tw, "  %d warm callers throughput gw/bare\t%.2f×\t≥ %.2f×\t%s\t\n", o.callers, warmRPS, warmRPSTarget, pass(warmRPS >= warmRPSTarget))
 	fmt.Fprintf(tw, "  memory per cached caller\t%.0f B\t≤ %.0f B\t%s\t\n", rep.memPerCaller, memTarget, pass(rep.memPerCaller <= memTarget))
+	for _, t := range []struct {
+		name   string
+		r      row
+		target float64
+	}{{"rate limit in Redis, CPU/request on/off", rep.rlRedis, rlRedisCPUTarget}, {"local rate limiter, CPU/request on/off", rep.rlLocal, rlLocalCPUTarget}} {
+		fmt.Fprintf(tw, "  %s\t%.2f×\t≤ %.2f×\t%s\t\n", t.name, t.r.ratio(cpu), t.target, pass(t.r.ratio(cpu) <= t.target))
+	}
 	_ = tw.Flush()
 
 	fmt.Fprintln(w, "\nnotes:")
 	fmt.Fprintf(w, "  %s: p99 bare %.0f µs, gw %.0f µs; added p99 per round %+.0f…%+.0f µs\n", rep.rate.name,
 		med(rep.rate.bare, func(s sample) float64 { return µs(s.p99) }), med(rep.rate.gw, func(s sample) float64 { return µs(s.p99) }), addedLo, addedHi)
-	for _, r := range []row{rep.hot, rep.rate, rep.warm, rep.redis, rep.miss} {
+	for _, r := range []row{rep.hot, rep.rate, rep.warm, rep.redis, rep.miss, rep.rlRedis, rep.rlLocal} {
 		rl, rh := r.spread(rps)
 		cl, ch := r.spread(cpu)
 		fmt.Fprintf(w, "  %s: per-round ratios rps %.2f–%.2f×, cpu %.2f–%.2f×\n", r.name, rl, rh, cl, ch)

@@ -21,6 +21,9 @@ type gwConfig struct {
 	metadata  map[string]any
 	cache     map[string]any
 	accessLog bool
+	// rateLimit, when set, is the route's rate_limit policy, one that
+	// never refuses: the scenario measures the counting, not refusals.
+	rateLimit bool
 }
 
 func localClients(n int) map[string]any {
@@ -55,8 +58,13 @@ func startGateway(env *benche2e.Env, dir string, is *testenv.Issuer, upstream st
 		"issuers":  []any{map[string]any{"issuer": is.URL, "audiences": []string{is.Audience}, "jwks_url": is.JWKSURL}},
 		"metadata": c.metadata,
 		"cache":    c.cache,
-		"routes":   []any{map[string]any{"name": "api", "match": map[string]any{"path_prefix": "/"}, "upstreams": []string{upstream}}},
 	}
+	route := map[string]any{"name": "api", "match": map[string]any{"path_prefix": "/"}, "upstreams": []string{upstream}}
+	if c.rateLimit {
+		cfg["rate_limits"] = map[string]any{"bench": map[string]any{"limit": 100_000_000, "per": "1s"}}
+		route["rate_limit"] = "bench"
+	}
+	cfg["routes"] = []any{route}
 	bin := filepath.Join(dir, "gateway")
 	file := filepath.Join(dir, "gateway-"+c.name+".yaml")
 	check := func() (string, error) {

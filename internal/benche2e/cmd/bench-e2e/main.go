@@ -137,6 +137,35 @@ func run(env *benche2e.Env, o options) *report {
 	gw.stop()
 	rd.Kill()
 
+	// Rate limits: the hot path with a limit that never refuses against
+	// the same gateway without one, with the counter in Redis and with
+	// the local limiter. Here "bare" is the gateway without the limit.
+	for _, withRedis := range []bool{true, false} {
+		name, cache := "local limiter", map[string]any{"ttl": "1h"}
+		var rrd *testenv.Redis
+		if withRedis {
+			rrd = testenv.StartRedis(env)
+			name, cache = "Redis", map[string]any{"ttl": "1h", "redis": map[string]any{"url": rrd.URL}}
+		}
+		step("scenario: rate limit (%s) against the same gateway without it", name)
+		md := map[string]any{"source": "local", "local": map[string]any{"clients": localClients(1)}}
+		plain := startGateway(env, dir, is, up.URL, gwConfig{name: "rl-off", accessLog: o.access, metadata: md, cache: cache})
+		limited := startGateway(env, dir, is, up.URL, gwConfig{name: "rl-on", accessLog: o.access, metadata: md, cache: cache, rateLimit: true})
+		rb := &bench{o: o, bare: side{pid: plain.pid(), url: plain.URL}, gw: side{pid: limited.pid(), url: limited.URL}}
+		rb.warm(env, hot)
+		r := rb.closed(env, "hot path, rate limit ("+name+") vs off", hot)
+		if withRedis {
+			rep.rlRedis = r
+		} else {
+			rep.rlLocal = r
+		}
+		plain.stop()
+		limited.stop()
+		if rrd != nil {
+			rrd.Kill()
+		}
+	}
+
 	// Full miss: every lookup asks the tenant emulator's Management API.
 	step("scenario: full miss against the tenant emulator")
 	tenant := start(env, filepath.Join(dir, "tenant"), true, "-clients", fmt.Sprint(o.callers))
