@@ -119,8 +119,8 @@ func (g *Gateway) limit(ctx context.Context, w http.ResponseWriter, rt *route, s
 	st.rate = rateState{policy: p, decision: d}
 	g.obs.RateLimitDecision(p.Name, d.Allowed, d.Local)
 	h := w.Header()
-	h["Ratelimit-Policy"] = []string{p.PolicyHeader}
-	h["Ratelimit"] = []string{strconv.Quote(p.Name) + ";r=" + strconv.Itoa(d.Remaining) + ";t=" + strconv.Itoa(ceilSeconds(d.ResetAfter))}
+	h["Ratelimit-Policy"] = p.PolicyValue
+	h["Ratelimit"] = []string{p.Quoted + ";r=" + strconv.Itoa(d.Remaining) + ";t=" + strconv.Itoa(ceilSeconds(d.ResetAfter))}
 	if d.Allowed {
 		return nil
 	}

@@ -190,7 +190,7 @@ func (a *App) buildResolver(cfg *config.Config) (p *resolverPart, err error) {
 		p.closers = append(p.closers, rc.Close)
 	}
 	p.limiter = ratelimit.New(ratelimit.Options{
-		Redis: rc, Prefix: c.Redis.Prefix, Timeout: c.Redis.Timeout.D(),
+		Redis: rc, Prefix: c.Redis.Prefix,
 		OnRedisError: func(error) { a.metrics.RedisError("rate_limit") },
 	})
 	var src enrich.Source

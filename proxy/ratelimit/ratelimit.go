@@ -31,7 +31,12 @@ type Policy struct {
 	// (draft-ietf-httpapi-ratelimit-headers): `"name";q=Limit;w=seconds`,
 	// made once by NewPolicy.
 	PolicyHeader string
-	limit        redis_rate.Limit
+	// PolicyValue is PolicyHeader as a header value of capacity 1
+	// (shared: an append copies it), and Quoted the name as the
+	// RateLimit header writes it.
+	PolicyValue []string
+	Quoted      string
+	limit       redis_rate.Limit
 	local        rate.Limit
 }
 
@@ -41,12 +46,14 @@ func NewPolicy(name string, limit int, per time.Duration, burst int) *Policy {
 	if burst <= 0 {
 		burst = limit
 	}
-	return &Policy{
-		Name: name, Limit: limit, Per: per, Burst: burst,
-		PolicyHeader: strconv.Quote(name) + ";q=" + strconv.Itoa(limit) + ";w=" + strconv.Itoa(int(per/time.Second)),
-		limit:        redis_rate.Limit{Rate: limit, Burst: burst, Period: per},
-		local:        rate.Limit(float64(limit) / per.Seconds()),
+	p := &Policy{
+		Name: name, Limit: limit, Per: per, Burst: burst, Quoted: strconv.Quote(name),
+		limit: redis_rate.Limit{Rate: limit, Burst: burst, Period: per},
+		local: rate.Limit(float64(limit) / per.Seconds()),
 	}
+	p.PolicyHeader = p.Quoted + ";q=" + strconv.Itoa(limit) + ";w=" + strconv.Itoa(int(per/time.Second))
+	p.PolicyValue = []string{p.PolicyHeader}
+	return p
 }
 
 // Decision is the outcome of one request against a policy.
@@ -64,13 +71,11 @@ type Decision struct {
 
 // Options builds a Limiter.
 type Options struct {
-	// Redis is the cache's Redis; nil: every decision is local.
+	// Redis is the cache's Redis, whose read and write timeouts bound a
+	// decision's wait; nil: every decision is local.
 	Redis redis.UniversalClient
 	// Prefix namespaces the counters' keys, as the cache's do.
 	Prefix string
-	// Timeout bounds one Redis call; past it the request is decided
-	// locally.
-	Timeout time.Duration
 	// Backoff is how long the limiter decides locally after a Redis
 	// failure before trying Redis again, so an outage costs one timeout,
 	// not one per request. Default 1s.
@@ -87,10 +92,9 @@ type Options struct {
 type Limiter struct {
 	redis     *redis_rate.Limiter // nil: local only
 	prefix    string
-	timeout   time.Duration
 	backoff   time.Duration
 	downUntil atomic.Int64 // unix nanos until which Redis is not tried
-	local     *otter.Cache[string, *rate.Limiter]
+	local     *otter.Cache[localKey, *rate.Limiter]
 	onError   func(error)
 	now       func() time.Time
 }
@@ -103,9 +107,6 @@ func New(o Options) *Limiter {
 	if o.MaxLocalKeys <= 0 {
 		o.MaxLocalKeys = 100_000
 	}
-	if o.Timeout <= 0 {
-		o.Timeout = 100 * time.Millisecond
-	}
 	if o.OnRedisError == nil {
 		o.OnRedisError = func(error) {}
 	}
@@ -113,34 +114,38 @@ func New(o Options) *Limiter {
 	// nobody could stop, and an idle key's bucket is full again anyway,
 	// so evicting the least used ones loses nothing.
 	// Must: the options are this function's own, always valid.
-	local := otter.Must(&otter.Options[string, *rate.Limiter]{MaximumSize: o.MaxLocalKeys})
-	l := &Limiter{prefix: o.Prefix, timeout: o.Timeout, backoff: o.Backoff, local: local, onError: o.OnRedisError, now: time.Now}
+	local := otter.Must(&otter.Options[localKey, *rate.Limiter]{MaximumSize: o.MaxLocalKeys})
+	l := &Limiter{prefix: o.Prefix, backoff: o.Backoff, local: local, onError: o.OnRedisError, now: time.Now}
 	if o.Redis != nil {
 		l.redis = redis_rate.NewLimiter(o.Redis)
 	}
 	return l
 }
 
+// localKey is a local bucket's key: a struct, so looking one up
+// allocates nothing.
+type localKey struct{ policy, key string }
+
 // Allow counts one request of key against p.
 func (l *Limiter) Allow(ctx context.Context, p *Policy, key string) Decision {
-	k := p.Name + "\x00" + key
 	if l.redis != nil && l.now().UnixNano() >= l.downUntil.Load() {
-		if d, err := l.allowRedis(ctx, p, k); err == nil {
+		if d, err := l.allowRedis(ctx, p, key); err == nil {
 			return d
 		} else if ctx.Err() == nil {
 			l.downUntil.Store(l.now().Add(l.backoff).UnixNano())
 			l.onError(err)
 		}
 	}
-	return l.allowLocal(p, k)
+	return l.allowLocal(p, localKey{p.Name, key})
 }
 
-func (l *Limiter) allowRedis(ctx context.Context, p *Policy, k string) (Decision, error) {
-	ctx, cancel := context.WithTimeout(ctx, l.timeout)
-	defer cancel()
+// allowRedis is one round trip. Its time is bounded by the client's own
+// read and write timeouts (cache.redis.timeout for the cache's client);
+// past them the request is decided locally.
+func (l *Limiter) allowRedis(ctx context.Context, p *Policy, key string) (Decision, error) {
 	// One hash-tagged key per counter, so a cluster keeps each on one
 	// node; redis_rate adds its "rate:" in front.
-	res, err := l.redis.Allow(ctx, l.prefix+":v1:rl:{"+k+"}", p.limit)
+	res, err := l.redis.Allow(ctx, l.prefix+":v1:rl:{"+p.Name+"\x00"+key+"}", p.limit)
 	if err != nil {
 		return Decision{}, err
 	}
@@ -149,7 +154,7 @@ func (l *Limiter) allowRedis(ctx context.Context, p *Policy, k string) (Decision
 
 // allowLocal is the same policy on this replica alone (x/time/rate's
 // token bucket: Limit per Per, bursts of Burst).
-func (l *Limiter) allowLocal(p *Policy, k string) Decision {
+func (l *Limiter) allowLocal(p *Policy, k localKey) Decision {
 	lim, ok := l.local.GetIfPresent(k)
 	if !ok {
 		lim, _ = l.local.SetIfAbsent(k, rate.NewLimiter(p.local, p.Burst))
