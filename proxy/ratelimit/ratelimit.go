@@ -37,7 +37,7 @@ type Policy struct {
 	PolicyValue []string
 	Quoted      string
 	limit       redis_rate.Limit
-	local        rate.Limit
+	local       rate.Limit
 }
 
 // NewPolicy prepares a validated policy (Limit, Burst > 0; Per of a second
