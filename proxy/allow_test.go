@@ -3,9 +3,11 @@ package proxy
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -155,26 +157,26 @@ func TestMiddlewareAllowIf(t *testing.T) {
 // map is decoded once per cached caller, the request view only when an
 // expression reads it).
 func BenchmarkHandlerAllowIf(b *testing.B) {
+	benchRoutes(b, map[string]func(*RouteConfig){
+		"none":     func(*RouteConfig) {},
+		"metadata": func(rc *RouteConfig) { rc.Policy.AllowIf = compile(b, `metadata.tier in ["gold", "platinum"]`) },
+		"metadata_and_request": func(rc *RouteConfig) {
+			rc.Policy.AllowIf = compile(b, `metadata.tier == "gold"`, `request.method == "GET" && request.segments[0] == "api"`)
+		},
+	})
+}
+
+// benchRoutes runs the handler's hot path once per variant of its one
+// route, each a gateway of its own, in name order.
+func benchRoutes(b *testing.B, variants map[string]func(*RouteConfig)) {
 	is, v, res := benchParts(b)
 	target, _ := url.Parse("http://upstream.test")
-	for _, tc := range []struct {
-		name  string
-		exprs []string
-	}{
-		{"none", nil},
-		{"metadata", []string{`metadata.tier in ["gold", "platinum"]`}},
-		{"metadata_and_request", []string{`metadata.tier == "gold"`, `request.method == "GET" && request.segments[0] == "api"`}},
-	} {
-		var prog *expr.Program
-		if tc.exprs != nil {
-			prog = compile(b, tc.exprs...)
-		}
-		gw := New(Options{
-			Routes:   []RouteConfig{{Name: "api", PathPrefix: "/", Upstreams: []*url.URL{target}, Policy: Policy{AllowIf: prog}}},
-			Verifier: v, Resolver: res, Headers: defaultHeaders(), Realm: "gateway", Transport: cannedTransport{},
-		})
-		token := is.Token(b, "svc-billing")
-		b.Run(tc.name, func(b *testing.B) {
+	token := is.Token(b, "svc-billing")
+	for _, name := range slices.Sorted(maps.Keys(variants)) {
+		rc := RouteConfig{Name: "api", PathPrefix: "/", Upstreams: []*url.URL{target}}
+		variants[name](&rc)
+		gw := New(Options{Routes: []RouteConfig{rc}, Verifier: v, Resolver: res, Headers: defaultHeaders(), Realm: "gateway", Transport: cannedTransport{}})
+		b.Run(name, func(b *testing.B) {
 			serveOnce(b, gw, token)
 			b.ReportAllocs()
 			for b.Loop() {

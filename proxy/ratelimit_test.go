@@ -100,26 +100,10 @@ func TestRateKeys(t *testing.T) {
 // BenchmarkHandlerRateLimit is the hot path with a local rate limit that
 // never refuses against the same gateway without one.
 func BenchmarkHandlerRateLimit(b *testing.B) {
-	is, v, res := benchParts(b)
-	target, _ := url.Parse("http://upstream.test")
-	for _, tc := range []struct {
-		name  string
-		limit *RouteRateLimit
-	}{
-		{"none", nil},
-		{"local", &RouteRateLimit{Default: &RatePolicy{Policy: ratelimit.NewPolicy("bench", 1<<30, time.Second, 1<<30)}}},
-	} {
-		gw := New(Options{
-			Routes:   []RouteConfig{{Name: "api", PathPrefix: "/", Upstreams: []*url.URL{target}, RateLimit: tc.limit}},
-			Verifier: v, Resolver: res, Headers: defaultHeaders(), Realm: "gateway", Transport: cannedTransport{},
-		})
-		token := is.Token(b, "svc-billing")
-		b.Run(tc.name, func(b *testing.B) {
-			serveOnce(b, gw, token)
-			b.ReportAllocs()
-			for b.Loop() {
-				serveOnce(b, gw, token)
-			}
-		})
-	}
+	benchRoutes(b, map[string]func(*RouteConfig){
+		"none": func(*RouteConfig) {},
+		"local": func(rc *RouteConfig) {
+			rc.RateLimit = &RouteRateLimit{Default: &RatePolicy{Policy: ratelimit.NewPolicy("bench", 1<<30, time.Second, 1<<30)}}
+		},
+	})
 }
