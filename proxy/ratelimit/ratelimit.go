@@ -1,6 +1,7 @@
 // Package ratelimit counts requests per caller against named policies,
-// across the whole fleet: one Redis round trip per request, with the
-// generic cell rate algorithm (GCRA) of github.com/go-redis/redis_rate,
+// across the whole fleet: at most one Redis round trip per request (the
+// requests that arrive together share one pipeline), with the generic
+// cell rate algorithm (GCRA) of github.com/go-redis/redis_rate,
 // so every replica sharing the cache's Redis enforces one limit. While
 // Redis cannot be reached the limiter decides locally, per replica (a
 // limit of N is then N per replica), so a Redis outage never fails a
@@ -117,7 +118,7 @@ func New(o Options) *Limiter {
 	local := otter.Must(&otter.Options[localKey, *rate.Limiter]{MaximumSize: o.MaxLocalKeys})
 	l := &Limiter{prefix: o.Prefix, backoff: o.Backoff, local: local, onError: o.OnRedisError, now: time.Now}
 	if o.Redis != nil {
-		l.redis = redis_rate.NewLimiter(o.Redis)
+		l.redis = redis_rate.NewLimiter(&batcher{UniversalClient: o.Redis})
 	}
 	return l
 }

@@ -2,6 +2,8 @@ package ratelimit
 
 import (
 	"context"
+	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -105,4 +107,58 @@ func TestRedisDownFallsBackAndRecovers(t *testing.T) {
 	testenv.Eventually(t, 5*time.Second, "decisions go back to Redis", func() bool {
 		return !l.Allow(context.Background(), p, "svc").Local
 	})
+}
+
+// TestConcurrentRequestsCountExactly: requests arriving together share
+// pipelines, and still each is counted once: of 300 concurrent requests
+// against a burst of 100, exactly 100 pass, none decided locally.
+func TestConcurrentRequestsCountExactly(t *testing.T) {
+	r := testenv.StartRedis(t)
+	c := client(t, r)
+	l := New(Options{Redis: c, Prefix: "gw"})
+	p := NewPolicy("burst", 100, time.Hour, 100)
+	var allowed, local atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 300 {
+		wg.Go(func() {
+			d := l.Allow(context.Background(), p, "svc-"+strconv.Itoa(i%3))
+			if d.Allowed {
+				allowed.Add(1)
+			}
+			if d.Local {
+				local.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if allowed.Load() != 300 || local.Load() != 0 {
+		t.Fatalf("three keys with 100 requests each: %d allowed, %d local; want 300, 0", allowed.Load(), local.Load())
+	}
+	for i := range 300 {
+		wg.Go(func() {
+			if l.Allow(context.Background(), p, "svc-"+strconv.Itoa(i%3)).Allowed {
+				allowed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if allowed.Load() != 300 {
+		t.Fatalf("after the bursts: %d allowed, want still 300", allowed.Load())
+	}
+	// A flushed script cache (a restarted or failed-over Redis): the
+	// script is loaded again, nothing is decided locally.
+	if err := c.ScriptFlush(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		wg.Go(func() {
+			if l.Allow(context.Background(), p, "other-"+strconv.Itoa(i)).Local {
+				local.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if local.Load() != 0 {
+		t.Errorf("%d requests decided locally after SCRIPT FLUSH", local.Load())
+	}
 }
