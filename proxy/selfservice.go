@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/metagate/gateway/enrich"
+	"github.com/metagate/gateway/proxy/cors"
 )
 
 // SelfServiceOptions configures the caller's own endpoint.
@@ -46,9 +47,9 @@ type freshnessReporter interface {
 // an upstream would be told.
 type selfService struct {
 	pipeline
-	keys    []string
-	origins map[string]bool
-	now     func() time.Time
+	keys []string
+	cors *cors.Policy
+	now  func() time.Time
 }
 
 // meBody is the answer of the caller's own endpoint.
@@ -77,31 +78,26 @@ func NewSelfService(o SelfServiceOptions) http.Handler {
 	s := &selfService{
 		pipeline: pipeline{verifier: o.Verifier, resolver: o.Resolver, realm: o.Realm, forwardUnknown: o.ForwardUnknown, log: o.Logger},
 		keys:     append([]string(nil), o.MetadataKeys...),
-		origins:  make(map[string]bool, len(o.CORSOrigins)),
-		now:      o.Now,
-	}
-	for _, origin := range o.CORSOrigins {
-		s.origins[origin] = true
+		cors: cors.New(o.CORSOrigins, []string{http.MethodGet, http.MethodHead},
+			[]string{"Authorization", "If-None-Match"}, []string{"ETag", "WWW-Authenticate"}),
+		now: o.Now,
 	}
 	return s
 }
 
 func (s *selfService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
-	origin, cors := r.Header.Get("Origin"), false
-	if len(s.origins) > 0 {
-		// The answer depends on Origin whenever CORS is on: a shared
-		// cache must not hand one origin's answer to another.
-		h.Add("Vary", "Origin")
-		cors = s.origins[origin]
-	}
+	c := s.cors.Apply(w, r)
 	if r.Method == http.MethodOptions {
-		s.preflight(w, r, cors)
+		// A preflight is allowed for listed origins asking for GET with
+		// the Authorization header, refused otherwise (403 without CORS
+		// headers, which the browser reports as a CORS failure).
+		if !c.Preflight || !c.Allowed {
+			writeError(w, http.StatusForbidden, "cors_refused", "This origin may not call this endpoint")
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
 		return
-	}
-	if cors {
-		h.Set("Access-Control-Allow-Origin", origin)
-		h.Set("Access-Control-Expose-Headers", "ETag, WWW-Authenticate")
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		h.Set("Allow", "GET, HEAD, OPTIONS")
@@ -128,23 +124,6 @@ func (s *selfService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(body)
 	}
-}
-
-// preflight answers a CORS preflight: allowed for listed origins asking
-// for GET with the Authorization header, refused otherwise (403 without
-// CORS headers, which the browser reports as a CORS failure).
-func (s *selfService) preflight(w http.ResponseWriter, r *http.Request, allowed bool) {
-	method := r.Header.Get("Access-Control-Request-Method")
-	if !allowed || (method != http.MethodGet && method != http.MethodHead) {
-		writeError(w, http.StatusForbidden, "cors_refused", "This origin may not call this endpoint")
-		return
-	}
-	h := w.Header()
-	h.Set("Access-Control-Allow-Origin", r.Header.Get("Origin"))
-	h.Set("Access-Control-Allow-Methods", "GET, HEAD")
-	h.Set("Access-Control-Allow-Headers", "Authorization, If-None-Match")
-	h.Set("Access-Control-Max-Age", "600")
-	w.WriteHeader(http.StatusNoContent)
 }
 
 // answer runs the pipeline for the request's credential and encodes the

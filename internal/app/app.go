@@ -238,7 +238,8 @@ func (a *App) startDevIssuer(d config.DevIssuer) error {
 		iss = "http://" + addr + "/" // a test asked for any free port
 	}
 	clients, users := devIssuerUsers(d)
-	di := devissuer.New(devissuer.Options{Issuer: iss, Audience: d.Audience, TTL: d.TokenTTL.D(), Key: key, Clients: clients, Users: users})
+	di := devissuer.New(devissuer.Options{Issuer: iss, Audience: d.Audience, TTL: d.TokenTTL.D(), Key: key, Clients: clients, Users: users,
+		CORSOrigins: d.CORSOrigins})
 	a.DevIssuer = di
 	a.addServer(nil, "dev issuer", ln, di.Handler(), true)
 	ic := config.DevIssuerEntry(d, iss, "http://"+addr+"/.well-known/jwks.json")

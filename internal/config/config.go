@@ -145,6 +145,10 @@ type DevIssuer struct {
 	Clients  []DevClient `yaml:"clients"`
 	// Users may log in with the password grants (devusers.go).
 	Users []DevUser `yaml:"users"`
+	// CORSOrigins may call POST /oauth/token from a browser page (exact
+	// origins such as http://localhost:3000), as a client's Allowed Web
+	// Origins may at Auth0.
+	CORSOrigins []string `yaml:"cors_origins"`
 	// AllowWithIssuers lets the dev issuer run beside real issuers. Off by
 	// default: its key sits on disk and it mints tokens for anyone who
 	// can reach its listener, which must never happen by accident in

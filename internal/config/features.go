@@ -140,16 +140,10 @@ func (cfg *Config) checkFeatures(c *checker) {
 	if s := cfg.SelfService; s.Enabled {
 		path("self_service.path", s.Path)
 		keys("self_service.metadata_keys", s.MetadataKeys)
-		for i, o := range s.CORSOrigins {
-			p := fmt.Sprintf("self_service.cors_origins[%d]", i)
-			if o == "*" {
-				c.add(p, "list each origin: a wildcard would let any site read its visitors' metadata")
-				continue
-			}
-			if u := c.httpURL(p, o); u != nil && (u.Path != "" || u.RawQuery != "" || u.User != nil || u.Fragment != "") {
-				c.add(p, "%q is not an origin (scheme://host[:port], nothing after)", o)
-			}
-		}
+		c.origins("self_service.cors_origins", s.CORSOrigins)
+	}
+	if cfg.DevIssuer.Enabled {
+		c.origins("dev_issuer.cors_origins", cfg.DevIssuer.CORSOrigins)
 	}
 	// Checked even when the assertion is off: the gateway strips this
 	// header from every request either way, so an upstream that verifies
@@ -211,5 +205,20 @@ func (cfg *Config) checkClaimHeaders(c *checker) {
 			}
 		}
 		seen = append(seen, namedHeader{p, name})
+	}
+}
+
+// origins checks a CORS allow-list: exact origins, no wildcard (it would
+// let any site read what the endpoint answers its visitors).
+func (c *checker) origins(key string, list []string) {
+	for i, o := range list {
+		p := fmt.Sprintf("%s[%d]", key, i)
+		if o == "*" {
+			c.add(p, "list each origin: a wildcard would let any site read what this endpoint answers its visitors")
+			continue
+		}
+		if u := c.httpURL(p, o); u != nil && (u.Path != "" || u.RawQuery != "" || u.User != nil || u.Fragment != "") {
+			c.add(p, "%q is not an origin (scheme://host[:port], nothing after)", o)
+		}
 	}
 }

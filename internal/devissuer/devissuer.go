@@ -23,6 +23,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/metagate/gateway/internal/jose"
 	"github.com/metagate/gateway/internal/keyfile"
+	"github.com/metagate/gateway/proxy/cors"
 )
 
 // The grant types of POST /oauth/token, in Auth0's spelling.
@@ -68,6 +69,7 @@ type Issuer struct {
 	// unknownPassword is compared when no user has the username, so
 	// that a wrong username costs what a wrong password does.
 	unknownPassword [32]byte
+	cors            *cors.Policy
 	now             func() time.Time
 }
 
@@ -80,7 +82,11 @@ type Options struct {
 	Clients  []Client
 	// Users may log in with the password grants (see User).
 	Users []User
-	Now   func() time.Time // nil: time.Now
+	// CORSOrigins may call POST /oauth/token from a browser page, as
+	// Auth0 lets a client's "Allowed Web Origins" do (a SPA logging a
+	// user in during development).
+	CORSOrigins []string
+	Now         func() time.Time // nil: time.Now
 }
 
 // New builds an Issuer from a loaded key.
@@ -93,7 +99,8 @@ func New(o Options) *Issuer {
 	for _, c := range o.Clients {
 		clients[c.ID] = c
 	}
-	is := &Issuer{issuer: o.Issuer, audience: o.Audience, ttl: o.TTL, clients: clients, now: now}
+	is := &Issuer{issuer: o.Issuer, audience: o.Audience, ttl: o.TTL, clients: clients, now: now,
+		cors: cors.New(o.CORSOrigins, []string{http.MethodPost}, []string{"Content-Type"}, nil)}
 	if o.Key == nil {
 		is.keyErr = errors.New("dev issuer: no signing key")
 	} else if is.key, is.keyErr = jose.NewKey(o.Key); is.keyErr != nil {
@@ -167,12 +174,23 @@ func (is *Issuer) sign(claims jwt.MapClaims) (string, error) {
 	return s, nil
 }
 
+// preflight answers a browser's CORS preflight for POST /oauth/token:
+// 204 for a listed origin, 403 without CORS headers otherwise.
+func (is *Issuer) preflight(w http.ResponseWriter, r *http.Request) {
+	if c := is.cors.Apply(w, r); !c.Preflight || !c.Allowed {
+		tokenError(w, http.StatusForbidden, "access_denied", "This origin may not call /oauth/token")
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
 // Handler serves the issuer's public endpoints, at Auth0's paths.
 func (is *Issuer) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/jwks.json", is.serveJWKS)
 	mux.HandleFunc("GET /.well-known/openid-configuration", is.serveDiscovery)
 	mux.HandleFunc("POST /oauth/token", is.serveToken)
+	mux.HandleFunc("OPTIONS /oauth/token", is.preflight)
 	return mux
 }
 
@@ -214,6 +232,7 @@ type tokenParams struct {
 // bodies, checked in Auth0's order (grant type, client, the client's
 // grant types, audience).
 func (is *Issuer) serveToken(w http.ResponseWriter, r *http.Request) {
+	is.cors.Apply(w, r)
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	var p tokenParams
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))

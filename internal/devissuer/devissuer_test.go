@@ -271,3 +271,46 @@ func TestLoadOrCreateKeyIsStable(t *testing.T) {
 		t.Error("the second load made a new key")
 	}
 }
+
+// TestTokenEndpointCORS: a listed web origin may call POST /oauth/token
+// from a page (preflight and answer carry its origin); another origin's
+// preflight is refused without CORS headers.
+func TestTokenEndpointCORS(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	is := New(Options{Issuer: "http://dev/", Audience: "https://api/", TTL: time.Hour, Key: key,
+		Clients: []Client{{ID: "spa", Secret: "s"}}, CORSOrigins: []string{"http://localhost:3000"}})
+	srv := httptest.NewServer(is.Handler())
+	t.Cleanup(srv.Close)
+	do := func(method, origin string, body string) *http.Response {
+		req, _ := http.NewRequest(method, srv.URL+"/oauth/token", strings.NewReader(body))
+		req.Header.Set("Origin", origin)
+		if method == http.MethodOptions {
+			req.Header.Set("Access-Control-Request-Method", "POST")
+			req.Header.Set("Access-Control-Request-Headers", "content-type")
+		} else {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if r := do(http.MethodOptions, "http://localhost:3000", ""); r.StatusCode != 204 || r.Header.Get("Access-Control-Allow-Origin") != "http://localhost:3000" {
+		t.Errorf("listed preflight: %d %v", r.StatusCode, r.Header)
+	}
+	if r := do(http.MethodOptions, "http://evil.test", ""); r.StatusCode != 403 || r.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("unlisted preflight: %d %v", r.StatusCode, r.Header)
+	}
+	form := "grant_type=client_credentials&client_id=spa&client_secret=s&audience=https://api/"
+	if r := do(http.MethodPost, "http://localhost:3000", form); r.StatusCode != 200 || r.Header.Get("Access-Control-Allow-Origin") != "http://localhost:3000" {
+		t.Errorf("listed POST: %d %v", r.StatusCode, r.Header)
+	}
+	if r := do(http.MethodPost, "http://evil.test", form); r.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("unlisted POST carries CORS headers: %v", r.Header)
+	}
+}
