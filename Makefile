@@ -16,7 +16,7 @@ build:
 run: build
 	./$(BIN) serve --config gateway.yaml
 
-## deps: install what the tests need (redis-server, from Debian's packages)
+## deps: install what the tests need from Debian's packages: redis-server, and chromium for the browser test
 deps:
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
@@ -24,6 +24,13 @@ deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
 	  else \
 	    echo "redis-server is required by the tests: install it (apt-get install redis-server) and re-run"; exit 1; \
+	  fi; }
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing chromium from Debian's packages (the browser test, seed 002)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "chromium is not installed: TestBrowserSPAReadsItsOwnMetadata will skip (apt-get install chromium to run it)"; \
 	  fi; }
 
 ## test: every test, with the race detector, on a fresh machine
