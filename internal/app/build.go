@@ -217,6 +217,9 @@ func (a *App) buildResolver(cfg *config.Config) (p *resolverPart, err error) {
 		OnClaim:              a.metrics.Claim,
 		OnInvalidation:       a.metrics.BusMessage,
 	}
+	if m.Source == "auth0" {
+		opts.MaxWait = m.Auth0.LookupDeadline.D()
+	}
 	if c.Redis.URL != "" {
 		rc, err := cache.NewRedisClient(c.Redis.URL, c.Redis.Timeout.D())
 		if err != nil {
