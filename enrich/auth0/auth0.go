@@ -64,7 +64,7 @@ const (
 )
 
 const (
-	maxBody     = 1 << 20 // cap on a Management API response body
+	maxBody = 1 << 20 // cap on a Management API response body
 	// A 5xx that came back at once is retried after tens of
 	// milliseconds, not seconds: the caller is waiting (within
 	// metadata.auth0.lookup_deadline), and full jitter spreads replicas
