@@ -170,6 +170,9 @@ type Tiered[V any] struct {
 	// running holds every fill still running, L2 write included, so that
 	// Invalidate can stop them from storing what they loaded.
 	running map[string][]*call[V]
+	// dropped holds the keys an invalidation took out of L1 since they
+	// were last loaded: their next load re-reads a known key (Invalidated).
+	dropped map[string]struct{}
 	wg      sync.WaitGroup // fills in progress
 }
 
@@ -209,6 +212,7 @@ func New[V any](opts Options, codec Codec[V]) (*Tiered[V], error) {
 		rdb:      opts.Redis,
 		joinable: make(map[string]*call[V]),
 		running:  make(map[string][]*call[V]),
+		dropped:  make(map[string]struct{}),
 	}
 	t.health = newRedisHealth(t.log, opts.OnRedisError, redisBackoffMin, redisBackoffMax)
 
