@@ -170,6 +170,9 @@ type Tiered[V any] struct {
 	// running holds every fill still running, L2 write included, so that
 	// Invalidate can stop them from storing what they loaded.
 	running map[string][]*call[V]
+	// dropped holds the keys an invalidation took out of L1 since they
+	// were last loaded: their next load re-reads a known key (Invalidated).
+	dropped map[string]struct{}
 	wg      sync.WaitGroup // fills in progress
 }
 
@@ -209,6 +212,7 @@ func New[V any](opts Options, codec Codec[V]) (*Tiered[V], error) {
 		rdb:      opts.Redis,
 		joinable: make(map[string]*call[V]),
 		running:  make(map[string][]*call[V]),
+		dropped:  make(map[string]struct{}),
 	}
 	t.health = newRedisHealth(t.log, opts.OnRedisError, redisBackoffMin, redisBackoffMax)
 
@@ -298,7 +302,8 @@ func (t *Tiered[V]) doubted(e entry[V], now time.Time) bool {
 // (ResultStale, nil error) and otherwise returns the error wrapped, with
 // ResultMiss (ResultErrorCached and a *RecentFailureError within ErrorTTL
 // of the failure). If ctx ends while Get waits for a fill, Get returns
-// ctx's error and the fill carries on for the others.
+// ctx's error, and after MaxWait an error wrapping ErrStillFilling; either
+// way the fill carries on for the others.
 func (t *Tiered[V]) Get(ctx context.Context, key string, load Loader[V]) (V, Result, error) {
 	v, r, err := t.get(ctx, key, load)
 	if t.observe != nil {
@@ -347,13 +352,30 @@ func (t *Tiered[V]) get(ctx context.Context, key string, load Loader[V]) (V, Res
 	select {
 	case <-c.done:
 	default:
-		select {
-		case <-c.done:
-		case <-ctx.Done():
-			return zero, ResultMiss, fmt.Errorf("cache: waiting for the fill of %q: %w", key, context.Cause(ctx))
+		if err := t.wait(ctx, key, c); err != nil {
+			return zero, ResultMiss, err
 		}
 	}
 	return c.value, c.result, c.err
+}
+
+// wait blocks until c is answered, ctx ends or MaxWait passes, and says
+// why it stopped waiting, if not for the answer.
+func (t *Tiered[V]) wait(ctx context.Context, key string, c *call[V]) error {
+	var expired <-chan time.Time
+	if t.opts.MaxWait > 0 {
+		timer := time.NewTimer(t.opts.MaxWait)
+		defer timer.Stop()
+		expired = timer.C
+	}
+	select {
+	case <-c.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("cache: waiting for the fill of %q: %w", key, context.Cause(ctx))
+	case <-expired:
+		return fmt.Errorf("cache: waited %s for the fill of %q: %w", t.opts.MaxWait, key, ErrStillFilling)
+	}
 }
 
 // refresh starts a background refresh of key unless one runs already or

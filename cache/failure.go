@@ -13,6 +13,17 @@ import (
 // The error is a *RecentFailureError; RetryAfter reads when to try again.
 var ErrRecentFailure = errors.New("origin failed recently")
 
+// ErrStillFilling is wrapped by the error of a Get that waited
+// Options.MaxWait for a fill still running: the origin was asked (or is
+// about to be) and the fill stores its answer when it comes, so a Get soon
+// after may find it. RetryAfter reports stillFillingRetry for it.
+var ErrStillFilling = errors.New("fill still running")
+
+// stillFillingRetry is RetryAfter's answer for ErrStillFilling: the
+// fill's end is unknown, and a second is what an HTTP Retry-After can say
+// at the least.
+const stillFillingRetry = time.Second
+
 // RecentFailureError is the error of a Get within Options.ErrorTTL of a
 // failed load of the same key on this replica. errors.Is matches both
 // ErrRecentFailure and the load's error, so a caller that classifies
@@ -35,11 +46,15 @@ func (e *RecentFailureError) Unwrap() []error { return []error{ErrRecentFailure,
 
 // RetryAfter reports how long until the key of a Get that failed with err
 // is asked of the origin again, when err comes from a remembered failure
-// (it wraps a *RecentFailureError); ok is false for any other error.
+// (it wraps a *RecentFailureError), or from a wait that outlasted
+// Options.MaxWait (ErrStillFilling); ok is false for any other error.
 func RetryAfter(err error) (d time.Duration, ok bool) {
 	var rf *RecentFailureError
-	if errors.As(err, &rf) {
+	switch {
+	case errors.As(err, &rf):
 		return rf.RetryIn, true
+	case errors.Is(err, ErrStillFilling):
+		return stillFillingRetry, true
 	}
 	return 0, false
 }

@@ -221,6 +221,9 @@ func (t *Tiered[V]) useL2(key string, c *call[V], r lookupResult[V], cur *entry[
 // claim (token, if any) back with the value written to L2.
 func (t *Tiered[V]) load(ctx context.Context, key string, load Loader[V], c *call[V], cur entry[V], have bool, token string) {
 	var zero V
+	if t.takeDropped(key) {
+		ctx = context.WithValue(ctx, invalidatedKey{}, true)
+	}
 	fetchedAt := t.now()
 	v, err := t.callLoader(ctx, key, load)
 	switch {
@@ -325,4 +328,27 @@ func (t *Tiered[V]) onClaim(outcome string) {
 	if t.opts.OnClaim != nil {
 		t.opts.OnClaim(outcome)
 	}
+}
+
+// invalidatedKey marks the context of a load that re-reads a key an
+// invalidation dropped (Invalidated).
+type invalidatedKey struct{}
+
+// Invalidated reports whether a Loader runs for a key this replica held,
+// with a value, until an invalidation (here or on another replica, through
+// the bus) dropped it: a known key re-read because it changed, not a new
+// one. A budgeted origin can serve such a load like a refresh.
+func Invalidated(ctx context.Context) bool {
+	v, _ := ctx.Value(invalidatedKey{}).(bool)
+	return v
+}
+
+// takeDropped reports whether key was dropped by an invalidation since its
+// last load, and forgets it.
+func (t *Tiered[V]) takeDropped(key string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.dropped[key]
+	delete(t.dropped, key)
+	return ok
 }

@@ -112,6 +112,12 @@ func (t *Tiered[V]) dropLocal(key string) {
 		c.invalidated = true
 	}
 	delete(t.joinable, key)
+	if e, ok := t.l1.GetIfPresent(key); ok && !e.negative {
+		if len(t.dropped) >= t.opts.MaxEntries {
+			clear(t.dropped) // bounded like L1; a forgotten key only loses its priority
+		}
+		t.dropped[key] = struct{}{}
+	}
 	t.l1.Invalidate(key)
 	t.mu.Unlock()
 	t.forgetFailure(key)
@@ -126,6 +132,7 @@ func (t *Tiered[V]) dropAllLocal() {
 		}
 	}
 	clear(t.joinable)
+	clear(t.dropped)
 	t.l1.InvalidateAll()
 	t.mu.Unlock()
 	t.forgetFailures()

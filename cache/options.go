@@ -52,6 +52,14 @@ type Options struct {
 	// StaleIfError lets them serve an old value, which wins. Background
 	// refreshes are not retried in that window either. 0 turns it off.
 	ErrorTTL time.Duration
+	// MaxWait bounds how long a Get waits for a fill (the L2 lookup, a
+	// wait for another replica's claim, the origin load): past it Get
+	// returns an error wrapping ErrStillFilling, and the fill goes on,
+	// storing what it loads, so a Get soon after finds it (0: no bound
+	// but the Get's context). A fill keeps the deadline of the Get that
+	// started it, so a bound meant to let the fill outlive the wait
+	// belongs here, not on that context.
+	MaxWait time.Duration
 	// MaxEntries bounds L1 (required > 0).
 	MaxEntries int
 	// Redis is L2; nil means no L2 (and no claims, no bus). The caller
@@ -134,6 +142,8 @@ func validate(o Options, haveCodec bool) error {
 		return fmt.Errorf("cache: Options.StaleIfError must be >= 0, got %s", o.StaleIfError)
 	case o.ErrorTTL < 0:
 		return fmt.Errorf("cache: Options.ErrorTTL must be >= 0, got %s", o.ErrorTTL)
+	case o.MaxWait < 0:
+		return fmt.Errorf("cache: Options.MaxWait must be >= 0, got %s", o.MaxWait)
 	case o.MaxEntries <= 0:
 		return fmt.Errorf("cache: Options.MaxEntries must be > 0, got %d", o.MaxEntries)
 	case o.RedisTimeout < 0:

@@ -41,9 +41,10 @@ func (r *Resolver) lookup(ctx context.Context, key string) (*Metadata, error) {
 	if err != nil {
 		return nil, err
 	}
-	if e, ok := r.cache.Peek(key); ok && !e.Negative {
-		// The cache still serves a value for this caller: this load is
-		// its refresh, which a budgeted source serves first.
+	if e, ok := r.cache.Peek(key); (ok && !e.Negative) || cache.Invalidated(ctx) {
+		// The cache still serves a value for this caller, or served one
+		// until a change signal dropped it: this load is its refresh,
+		// which a budgeted source serves first.
 		ctx = WithRefresh(ctx)
 	}
 	rec, err := r.src.Lookup(ctx, c)

@@ -12,8 +12,9 @@
 //   - after a 429 every lookup fails fast with ErrRateLimited, without a
 //     network call, until the time Auth0 said (Retry-After or
 //     x-ratelimit-reset, capped at a minute);
-//   - 5xx and network errors are retried a few times with jittered
-//     exponential backoff, then reported as ErrUnavailable;
+//   - 5xx and network errors are retried a few times with fully jittered
+//     exponential backoff (50 ms doubling, capped at 250 ms), then
+//     reported as ErrUnavailable;
 //   - the Management API access token is fetched once and reused until
 //     shortly before it expires; a 401 drops it and fetches a new one once;
 //   - each HTTP attempt is cut at Options.Timeout.
@@ -63,9 +64,13 @@ const (
 )
 
 const (
-	maxBody     = 1 << 20 // cap on a Management API response body
-	backoffBase = 100 * time.Millisecond
-	backoffMax  = 2 * time.Second
+	maxBody = 1 << 20 // cap on a Management API response body
+	// A 5xx that came back at once is retried after tens of
+	// milliseconds, not seconds: the caller is waiting (within
+	// metadata.auth0.lookup_deadline), and full jitter spreads replicas
+	// that failed together.
+	backoffBase = 50 * time.Millisecond
+	backoffMax  = 250 * time.Millisecond
 	// Bounds on a 429 block: at least minBlock when Auth0's reset is in
 	// the past (clock skew), at most maxBlock whatever the headers say, so a
 	// bad clock or header cannot keep the gateway from its origin for long.

@@ -118,10 +118,13 @@ func (c *circuit) set(state string) {
 // A refresh of a caller already cached (enrich.IsRefresh) takes what is
 // there; a miss for a new caller leaves one token for refreshes when the
 // burst allows it, so a flood of new or made-up callers cannot spend the
-// budget the refreshes of everyone else need. It waits as long as ctx
-// allows.
-func (s *Source) takeBudget(ctx context.Context) error {
-	if enrich.IsRefresh(ctx) || s.limiter.Burst() < 2 {
+// budget the refreshes of everyone else need. A retry (of a 5xx or a
+// network error) takes what is there too: its lookup already passed the
+// reserve, and waiting a second for it to fill again would keep the
+// caller waiting past metadata.auth0.lookup_deadline for a call that is
+// likely to fail. It waits as long as ctx allows.
+func (s *Source) takeBudget(ctx context.Context, retry bool) error {
+	if retry || enrich.IsRefresh(ctx) || s.limiter.Burst() < 2 {
 		if s.limiter.Allow() {
 			return nil
 		}

@@ -57,6 +57,9 @@ type lookup struct {
 	caller   enrich.Caller
 	endpoint string
 	url      string
+	// retrying: an attempt failed with a 5xx or a network error, and
+	// this one is its retry.
+	retrying bool
 }
 
 func (l *lookup) fail(sentinel, cause error) error {
@@ -92,6 +95,7 @@ func (l *lookup) run(ctx context.Context) (enrich.Record, error) {
 			return enrich.Record{}, l.fail(ErrUnavailable, fmt.Errorf("%d attempts, last: %w", attempt, err))
 		}
 		retries++
+		l.retrying = true
 		l.log.Debug("management API attempt failed, retrying",
 			zap.String("endpoint", l.endpoint), zap.Int("attempt", attempt), zap.Error(err))
 		if berr := l.backoff(ctx, retries); berr != nil {
@@ -112,7 +116,7 @@ func (l *lookup) attempt(ctx context.Context, reauthed *bool) (rec enrich.Record
 		}
 		// Out of budget, this call waits (or, when the wait would outlast
 		// ctx, is refused); operators see it either way (OnBudgetWait).
-		if err := l.takeBudget(ctx); err != nil {
+		if err := l.takeBudget(ctx, l.retrying); err != nil {
 			return enrich.Record{}, false, l.fail(ErrRateLimited, fmt.Errorf("client-side budget: %w", err))
 		}
 		ok, probe := l.circuit.allow(l.now())

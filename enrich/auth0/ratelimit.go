@@ -60,15 +60,15 @@ func retryAt(h http.Header, now time.Time) time.Time {
 	return at
 }
 
-// backoff waits before retry number n (1-based): exponential from
-// backoffBase, capped at backoffMax, with equal jitter (half fixed, half
-// random) so replicas that failed together do not retry together.
+// backoff waits before retry number n (1-based): a random time up to
+// backoffBase doubled per retry, capped at backoffMax (full jitter), so
+// replicas that failed together do not retry together.
 func (s *Source) backoff(ctx context.Context, n int) error {
 	d := backoffMax
 	if n <= 8 {
 		d = min(s.backoffBase<<(n-1), backoffMax)
 	}
-	d = d/2 + rand.N(d/2+1)
+	d = rand.N(d + 1)
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -142,7 +142,14 @@ func TestAuth0ExampleEndToEnd(t *testing.T) {
 	up := newRecorder(t)
 	// This test is about sharing through Redis, not about Redis being slow:
 	// under -race on two cores a 100ms timeout can trip during the burst.
-	slowOK := func(c *config.Config) { c.Cache.Redis.Timeout = config.Duration(2 * time.Second) }
+	// Its three new callers in a row also wait for the default budget's
+	// reserve (1/s, burst 2) up to a second each, which may outlast the
+	// 1s lookup_deadline (a 503, the lookup going on for the retry):
+	// TestNewCallerInOutageAnsweredWithinDeadline is about that.
+	slowOK := func(c *config.Config) {
+		c.Cache.Redis.Timeout = config.Duration(2 * time.Second)
+		c.Metadata.Auth0.LookupDeadline = config.Duration(5 * time.Second)
+	}
 	a := startExampleWith(t, emu, redis.URL, up.URL, slowOK)
 
 	// 500 concurrent first requests from one new client: one Management

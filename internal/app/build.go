@@ -235,6 +235,9 @@ func (a *App) buildResolver(cfg *config.Config) (p *resolverPart, err error) {
 		OnInvalidation:       a.metrics.BusMessage,
 	}
 	opts.Redis = rc
+	if m.Source == "auth0" {
+		opts.MaxWait = m.Auth0.LookupDeadline.D()
+	}
 	tc, err := cache.New[*enrich.Metadata](opts, enrich.Codec{})
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)

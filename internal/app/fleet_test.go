@@ -41,7 +41,11 @@ func startFleet(t *testing.T, n int, emu *auth0emu.Tenant, tweak func(*config.Co
 // at each replica make exactly one Management API read.
 func TestFleetReadsEachCallerOnce(t *testing.T) {
 	emu := tenant(t)
-	apps, _ := startFleet(t, 3, emu, nil)
+	apps, _ := startFleet(t, 3, emu, func(c *config.Config) {
+		// About sharing, not about 300 requests under -race on two loaded
+		// cores outlasting the 1s lookup_deadline.
+		c.Metadata.Auth0.LookupDeadline = config.Duration(10 * time.Second)
+	})
 	emu.SetMgmtLatency(300 * time.Millisecond)
 	tok := emu.ClientToken("svc-billing", apiAudience, time.Hour)
 	var wg sync.WaitGroup

@@ -212,6 +212,12 @@ type Auth0Source struct {
 	Timeout             Duration `yaml:"timeout"`
 	MaxRetries          int      `yaml:"max_retries"`
 	Circuit             Circuit  `yaml:"circuit"`
+
+	// LookupDeadline bounds how long a request waits for its caller's
+	// lookup (claim wait, budget, attempts, retries); past it the request
+	// gets 503 with Retry-After and the lookup goes on in the background,
+	// filling the cache for the next request.
+	LookupDeadline Duration `yaml:"lookup_deadline"`
 }
 
 // Cache sizes the two metadata cache tiers.
@@ -366,6 +372,8 @@ func Default() Config {
 				Timeout:       Duration(5 * time.Second),
 				MaxRetries:    2,
 				Circuit:       Circuit{Threshold: 5, OpenFor: Duration(10 * time.Second)},
+
+				LookupDeadline: Duration(time.Second),
 			},
 		},
 		Cache: Cache{

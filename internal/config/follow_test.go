@@ -35,6 +35,7 @@ var validDurations = map[string][]string{
 	"dev_issuer.token_ttl":               {"1s", "1h", forever},
 	"metadata.auth0.timeout":             {"1ns", "1s", "5s", "9s", "30s", "59s", "1m", forever},
 	"metadata.auth0.circuit.open_for":    {"100ms", "1s", "10s", forever},
+	"metadata.auth0.lookup_deadline":     {"1ns", "1s", forever},
 	"cache.ttl":                          {"1ns", "50ms", "100ms", "2s", "5s", "5m", forever},
 	"cache.negative_ttl":                 {"0s", "1m", forever},
 	"cache.stale_while_revalidate":       {"0s", "1m", forever},

@@ -400,6 +400,9 @@ func (cfg *Config) checkMetadata(c *checker) {
 	if a.MaxRetries < 0 || a.MaxRetries > 10 {
 		c.add("metadata.auth0.max_retries", "must be between 0 and 10, got %d", a.MaxRetries)
 	}
+	if a.LookupDeadline <= 0 {
+		c.add("metadata.auth0.lookup_deadline", "must be positive")
+	}
 }
 
 func (cfg *Config) checkCache(c *checker) {
