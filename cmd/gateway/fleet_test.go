@@ -229,7 +229,9 @@ func TestLogStreamReachesEveryProcess(t *testing.T) {
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	sort.Slice(answered, func(i, j int) bool { return answered[i] < answered[j] })
-	q := func(d []time.Duration, p float64) time.Duration { return d[min(len(d)-1, int(p*float64(len(d))))].Round(100 * time.Microsecond) }
+	q := func(d []time.Duration, p float64) time.Duration {
+		return d[min(len(d)-1, int(p*float64(len(d))))].Round(100 * time.Microsecond)
+	}
 	t.Logf("%d deliveries: new value on replicas 2 and 3 after p50 %s, p90 %s, p99 %s, max %s; delivery answered after p50 %s, max %s",
 		deliveries, q(lat, .5), q(lat, .9), q(lat, .99), lat[len(lat)-1].Round(100*time.Microsecond), q(answered, .5), answered[len(answered)-1].Round(100*time.Microsecond))
 	if p99 := q(lat, .99); p99 > 200*time.Millisecond {
