@@ -15,8 +15,7 @@ type features struct {
 	// rateCounters caches rateLimit's and rateLocal's series by
 	// policy: WithLabelValues hashes its labels on every call, and every
 	// request on a limited route is counted.
-	rateMu       *sync.RWMutex
-	rateCounters map[string]*rateCounters
+	rateCounters *sync.Map // policy name → *rateCounters; read without a lock on every limited request
 }
 
 type rateCounters struct{ allowed, limited, local prometheus.Counter }
@@ -39,8 +38,7 @@ func newFeatures() features {
 			Name: "gateway_rate_limit_local_decisions_total",
 			Help: "Rate-limit decisions this replica took alone, by policy: Redis was down (or not configured), so the limit was per replica.",
 		}, []string{"policy"}),
-		rateMu:       &sync.RWMutex{},
-		rateCounters: map[string]*rateCounters{},
+		rateCounters: &sync.Map{},
 	}
 }
 
@@ -73,21 +71,15 @@ func (m *Metrics) TokenEndpoint(result string) {
 // policy.
 func (m *Metrics) RateLimitDecision(policy string, allowed, local bool) {
 	f := &m.features
-	f.rateMu.RLock()
-	c := f.rateCounters[policy]
-	f.rateMu.RUnlock()
-	if c == nil {
-		f.rateMu.Lock()
-		if c = f.rateCounters[policy]; c == nil {
-			c = &rateCounters{
-				allowed: f.rateLimit.WithLabelValues(policy, "allowed"),
-				limited: f.rateLimit.WithLabelValues(policy, "limited"),
-				local:   f.rateLocal.WithLabelValues(policy),
-			}
-			f.rateCounters[policy] = c
-		}
-		f.rateMu.Unlock()
+	v, ok := f.rateCounters.Load(policy)
+	if !ok {
+		v, _ = f.rateCounters.LoadOrStore(policy, &rateCounters{
+			allowed: f.rateLimit.WithLabelValues(policy, "allowed"),
+			limited: f.rateLimit.WithLabelValues(policy, "limited"),
+			local:   f.rateLocal.WithLabelValues(policy),
+		})
 	}
+	c := v.(*rateCounters)
 	if allowed {
 		c.allowed.Inc()
 	} else {

@@ -1,8 +1,10 @@
 // Package ratelimit counts requests per caller against named policies,
 // across the whole fleet: at most one Redis round trip per request (the
-// requests that arrive together share one pipeline), with the generic
-// cell rate algorithm (GCRA) of github.com/go-redis/redis_rate,
-// so every replica sharing the cache's Redis enforces one limit. While
+// requests that arrive together share one pipeline; a caller a replica
+// sees often takes small leases of tokens, and a refused one is refused
+// locally until its next token is due: lease.go), with the generic cell
+// rate algorithm (GCRA) of github.com/go-redis/redis_rate, so every
+// replica sharing the cache's Redis enforces one limit. While
 // Redis cannot be reached the limiter decides locally, per replica (a
 // limit of N is then N per replica), so a Redis outage never fails a
 // request; it goes back to Redis by itself.
@@ -39,6 +41,7 @@ type Policy struct {
 	Quoted      string
 	limit       redis_rate.Limit
 	local       rate.Limit
+	lease       int // the most tokens one replica takes ahead (lease.go)
 }
 
 // NewPolicy prepares a validated policy (Limit, Burst > 0; Per of a second
@@ -51,6 +54,7 @@ func NewPolicy(name string, limit int, per time.Duration, burst int) *Policy {
 		Name: name, Limit: limit, Per: per, Burst: burst, Quoted: strconv.Quote(name),
 		limit: redis_rate.Limit{Rate: limit, Burst: burst, Period: per},
 		local: rate.Limit(float64(limit) / per.Seconds()),
+		lease: leaseSize(burst),
 	}
 	p.PolicyHeader = p.Quoted + ";q=" + strconv.Itoa(limit) + ";w=" + strconv.Itoa(int(per/time.Second))
 	p.PolicyValue = []string{p.PolicyHeader}
@@ -81,8 +85,8 @@ type Options struct {
 	// failure before trying Redis again, so an outage costs one timeout,
 	// not one per request. Default 1s.
 	Backoff time.Duration
-	// MaxLocalKeys bounds the local limiters kept (least recently used
-	// go first). Default 100000.
+	// MaxLocalKeys bounds the local limiters kept, and apart from them
+	// the keys' leases (least recently used go first). Default 100000.
 	MaxLocalKeys int
 	// OnRedisError is told of each failed Redis call (metrics, logs).
 	OnRedisError func(error)
@@ -96,6 +100,7 @@ type Limiter struct {
 	backoff   time.Duration
 	downUntil atomic.Int64 // unix nanos until which Redis is not tried
 	local     *otter.Cache[localKey, *rate.Limiter]
+	leases    *otter.Cache[leaseKey, *lease]
 	onError   func(error)
 	now       func() time.Time
 }
@@ -116,7 +121,8 @@ func New(o Options) *Limiter {
 	// so evicting the least used ones loses nothing.
 	// Must: the options are this function's own, always valid.
 	local := otter.Must(&otter.Options[localKey, *rate.Limiter]{MaximumSize: o.MaxLocalKeys})
-	l := &Limiter{prefix: o.Prefix, backoff: o.Backoff, local: local, onError: o.OnRedisError, now: time.Now}
+	leases := otter.Must(&otter.Options[leaseKey, *lease]{MaximumSize: o.MaxLocalKeys})
+	l := &Limiter{prefix: o.Prefix, backoff: o.Backoff, local: local, leases: leases, onError: o.OnRedisError, now: time.Now}
 	if o.Redis != nil {
 		l.redis = redis_rate.NewLimiter(&batcher{UniversalClient: o.Redis})
 	}
@@ -138,19 +144,6 @@ func (l *Limiter) Allow(ctx context.Context, p *Policy, key string) Decision {
 		}
 	}
 	return l.allowLocal(p, localKey{p.Name, key})
-}
-
-// allowRedis is one round trip. Its time is bounded by the client's own
-// read and write timeouts (cache.redis.timeout for the cache's client);
-// past them the request is decided locally.
-func (l *Limiter) allowRedis(ctx context.Context, p *Policy, key string) (Decision, error) {
-	// One hash-tagged key per counter, so a cluster keeps each on one
-	// node; redis_rate adds its "rate:" in front.
-	res, err := l.redis.Allow(ctx, l.prefix+":v1:rl:{"+p.Name+"\x00"+key+"}", p.limit)
-	if err != nil {
-		return Decision{}, err
-	}
-	return Decision{Allowed: res.Allowed > 0, Remaining: res.Remaining, RetryAfter: max(res.RetryAfter, 0), ResetAfter: max(res.ResetAfter, 0)}, nil
 }
 
 // allowLocal is the same policy on this replica alone (x/time/rate's

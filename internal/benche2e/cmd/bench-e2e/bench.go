@@ -1,10 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -18,12 +20,15 @@ import (
 type side struct {
 	pid    int
 	url    string
+	admin  string // the gateway's admin listener (profiles); empty for the bare proxy
 	client *http.Client
 }
 
 type bench struct {
 	o        options
 	bare, gw side
+	// profiled: the profiles written so far (-profile).
+	profiled map[string]bool
 }
 
 func (b *bench) load(s *side, tokens []string) *benche2e.Load {
@@ -58,17 +63,64 @@ type sample struct {
 	firstErr       error
 }
 
-func (b *bench) measure(env *benche2e.Env, s *side, tokens []string, f func(*benche2e.Load) benche2e.Run) sample {
+func (b *bench) measure(env *benche2e.Env, name string, s *side, tokens []string, f func(*benche2e.Load) benche2e.Run) sample {
 	l := b.load(s, tokens)
+	done := b.profile(env, name, s, s == &b.gw)
 	t0 := cpuTicks(env, s.pid)
 	r := f(l)
 	t1 := cpuTicks(env, s.pid)
+	<-done
 	if r.Requests == 0 {
 		env.Fatalf("%s: no request answered 200 (%d errors, first: %v)", s.url, r.Errors, r.FirstErr)
 	}
 	return sample{rps: r.RPS(), cpu: benche2e.CPUMicrosPerRequest(t1-t0, r.Requests),
 		p50: r.Latencies.Percentile(0.50), p99: r.Latencies.Percentile(0.99), p999: r.Latencies.Percentile(0.999),
 		errors: r.Errors, firstErr: r.FirstErr}
+}
+
+// profile starts a CPU profile of a gateway for the length of one run,
+// its first run of each scenario, when -profile asks for it; the channel
+// is closed once it is written. The profile is the gateway's own
+// (server.pprof), <scenario>-gw.pprof; where the baseline is a gateway
+// too (the rate limit scenarios), its profile is <scenario>-base.pprof,
+// for `go tool pprof -diff_base`.
+func (b *bench) profile(env *benche2e.Env, name string, s *side, gw bool) <-chan struct{} {
+	done := make(chan struct{})
+	suffix := "-base.pprof"
+	if gw {
+		suffix = "-gw.pprof"
+	}
+	file := strings.NewReplacer(" ", "-", "/", "-", "(", "", ")", "", ",", "").Replace(name) + suffix
+	if b.o.profile == "" || s.admin == "" || b.profiled[file] {
+		close(done)
+		return done
+	}
+	if b.profiled == nil {
+		b.profiled = map[string]bool{}
+	}
+	b.profiled[file] = true
+	secs := max(1, int(b.o.duration/time.Second))
+	file = filepath.Join(b.o.profile, file)
+	go func() {
+		defer close(done)
+		resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", s.admin, secs))
+		if err != nil {
+			env.Logf("profile %s: %v", name, err)
+			return
+		}
+		defer resp.Body.Close()
+		out, err := os.Create(file)
+		if err == nil {
+			_, err = io.Copy(out, resp.Body)
+			err = errors.Join(err, out.Close())
+		}
+		if err != nil {
+			env.Logf("profile %s: %v", name, err)
+			return
+		}
+		fmt.Fprintf(os.Stderr, "bench-e2e:     CPU profile of the gateway: %s\n", file)
+	}()
+	return done
 }
 
 // rounds runs the bare proxy and the gateway back to back, rounds times,
@@ -79,11 +131,11 @@ func (b *bench) rounds(env *benche2e.Env, name string, tokens []string, f func(*
 	r := row{name: name, bare: make([]sample, b.o.rounds), gw: make([]sample, b.o.rounds)}
 	for i := range b.o.rounds {
 		if i%2 == 0 {
-			r.bare[i] = b.measure(env, &b.bare, tokens, f)
-			r.gw[i] = b.measure(env, &b.gw, tokens, f)
+			r.bare[i] = b.measure(env, name, &b.bare, tokens, f)
+			r.gw[i] = b.measure(env, name, &b.gw, tokens, f)
 		} else {
-			r.gw[i] = b.measure(env, &b.gw, tokens, f)
-			r.bare[i] = b.measure(env, &b.bare, tokens, f)
+			r.gw[i] = b.measure(env, name, &b.gw, tokens, f)
+			r.bare[i] = b.measure(env, name, &b.bare, tokens, f)
 		}
 		bs, gs := r.bare[i], r.gw[i]
 		fmt.Fprintf(os.Stderr, "bench-e2e:     round %d: bare %6.0f rps %6.1f µs/req p99 %6.0f µs | gw %6.0f rps %6.1f µs/req p99 %6.0f µs | ratio rps %.2f× cpu %.2f×\n",
@@ -146,6 +198,9 @@ func (r row) ratio(f func(sample) float64) float64 {
 	return benche2e.Median(xs)
 }
 
+// skipped reports a scenario left out by -only.
+func (r row) skipped() bool { return len(r.gw) == 0 }
+
 func rps(s sample) float64 { return s.rps }
 func cpu(s sample) float64 { return s.cpu }
 func µs(d time.Duration) float64 {
@@ -155,6 +210,9 @@ func µs(d time.Duration) float64 {
 // addedP99 is the median over rounds of gateway p99 - bare p99, in µs,
 // and the smallest and largest of them.
 func (r row) addedP99() (median, lo, hi float64) {
+	if r.skipped() {
+		return 0, 0, 0
+	}
 	xs := make([]float64, len(r.gw))
 	for i := range r.gw {
 		xs[i] = µs(r.gw[i].p99 - r.bare[i].p99)
@@ -173,11 +231,11 @@ func (r row) errors() (n int, first error) {
 }
 
 type report struct {
-	loadStart                    string
-	hot, rate, warm, redis, miss row
-	rlRedis, rlLocal             row // with a rate limit, against the same gateway without
-	memPerCaller                 float64
-	memNote                      string
+	loadStart                     string
+	hot, rate, warm, redis, miss  row
+	rlRedis, rlRedisMany, rlLocal row // with a rate limit, against the same gateway without
+	memPerCaller                  float64
+	memNote                       string
 }
 
 // Targets of issue 11. The bar is the floor below which a target counts
@@ -226,6 +284,9 @@ func (rep *report) print(w io.Writer, o options, took time.Duration) {
 	fmt.Fprintln(tw, "| scenario\t| rps bare\t| rps gw\t| ratio\t| cpu µs/req bare\t| gw\t| ratio\t| p50 gw\t| p99 gw\t| p99.9 gw\t| target\t| result\t|")
 	fmt.Fprintln(tw, "|---\t|--:\t|--:\t|--:\t|--:\t|--:\t|--:\t|--:\t|--:\t|--:\t|---\t|---\t|")
 	line := func(r row, target, result string) {
+		if r.skipped() {
+			return
+		}
 		fmt.Fprintf(tw, "| %s\t| %.0f\t| %.0f\t| %.2f×\t| %.1f\t| %.1f\t| %.2f×\t| %.0f µs\t| %.0f µs\t| %.0f µs\t| %s\t| %s\t|\n",
 			r.name, med(r.bare, rps), med(r.gw, rps), r.ratio(rps), med(r.bare, cpu), med(r.gw, cpu), r.ratio(cpu),
 			med(r.gw, func(s sample) float64 { return µs(s.p50) }), med(r.gw, func(s sample) float64 { return µs(s.p99) }),
@@ -237,31 +298,44 @@ func (rep *report) print(w io.Writer, o options, took time.Duration) {
 	line(rep.redis, "", "")
 	line(rep.miss, "", "")
 	line(rep.rlRedis, fmt.Sprintf("cpu ≤ %.2f× of no limit", rlRedisCPUTarget), pass(rep.rlRedis.ratio(cpu) <= rlRedisCPUTarget))
+	line(rep.rlRedisMany, "", "")
 	line(rep.rlLocal, fmt.Sprintf("cpu ≤ %.2f× of no limit", rlLocalCPUTarget), pass(rep.rlLocal.ratio(cpu) <= rlLocalCPUTarget))
 	_ = tw.Flush()
 
-	fmt.Fprintf(w, "\nmemory per cached caller (metadata entry + verified-token entry): %.0f B; %s\n\n", rep.memPerCaller, rep.memNote)
+	if !rep.hot.skipped() {
+		fmt.Fprintf(w, "\nmemory per cached caller (metadata entry + verified-token entry): %.0f B; %s\n", rep.memPerCaller, rep.memNote)
+	}
+	fmt.Fprintln(w)
 
 	fmt.Fprintln(w, "targets:")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "  hot path throughput gw/bare\t%.2f×\t≥ %.2f×\t%s\tbar ≥ %.2f×: %s\n", hotRPS, hotRPSTarget, pass(hotRPS >= hotRPSTarget), hotRPSBar, pass(hotRPS >= hotRPSBar))
-	fmt.Fprintf(tw, "  hot path CPU/request gw/bare\t%.2f×\t≤ %.2f×\t%s\tbar ≤ %.2f× (bare/gw ≥ 0.90): %s\n", hotCPU, hotCPUTarget, pass(hotCPU <= hotCPUTarget), hotCPUBar, pass(hotCPU <= hotCPUBar))
-	fmt.Fprintf(tw, "  added p99 at %.0f rps (gw p99 − bare p99)\t%+.0f µs\t≤ %.0f µs\t%s\t%s\n", o.rate, added, addedP99Target, pass(added <= addedP99Target), strings.TrimPrefix(noisy, ", "))
-	fmt.Fprintf(tw, "  %d warm callers throughput gw/bare\t%.2f×\t≥ %.2f×\t%s\t\n", o.callers, warmRPS, warmRPSTarget, pass(warmRPS >= warmRPSTarget))
-	fmt.Fprintf(tw, "  memory per cached caller\t%.0f B\t≤ %.0f B\t%s\t\n", rep.memPerCaller, memTarget, pass(rep.memPerCaller <= memTarget))
+	if !rep.hot.skipped() {
+		fmt.Fprintf(tw, "  hot path throughput gw/bare\t%.2f×\t≥ %.2f×\t%s\tbar ≥ %.2f×: %s\n", hotRPS, hotRPSTarget, pass(hotRPS >= hotRPSTarget), hotRPSBar, pass(hotRPS >= hotRPSBar))
+		fmt.Fprintf(tw, "  hot path CPU/request gw/bare\t%.2f×\t≤ %.2f×\t%s\tbar ≤ %.2f× (bare/gw ≥ 0.90): %s\n", hotCPU, hotCPUTarget, pass(hotCPU <= hotCPUTarget), hotCPUBar, pass(hotCPU <= hotCPUBar))
+		fmt.Fprintf(tw, "  added p99 at %.0f rps (gw p99 − bare p99)\t%+.0f µs\t≤ %.0f µs\t%s\t%s\n", o.rate, added, addedP99Target, pass(added <= addedP99Target), strings.TrimPrefix(noisy, ", "))
+		fmt.Fprintf(tw, "  %d warm callers throughput gw/bare\t%.2f×\t≥ %.2f×\t%s\t\n", o.callers, warmRPS, warmRPSTarget, pass(warmRPS >= warmRPSTarget))
+		fmt.Fprintf(tw, "  memory per cached caller\t%.0f B\t≤ %.0f B\t%s\t\n", rep.memPerCaller, memTarget, pass(rep.memPerCaller <= memTarget))
+	}
 	for _, t := range []struct {
 		name   string
 		r      row
 		target float64
 	}{{"rate limit in Redis, CPU/request on/off", rep.rlRedis, rlRedisCPUTarget}, {"local rate limiter, CPU/request on/off", rep.rlLocal, rlLocalCPUTarget}} {
-		fmt.Fprintf(tw, "  %s\t%.2f×\t≤ %.2f×\t%s\t\n", t.name, t.r.ratio(cpu), t.target, pass(t.r.ratio(cpu) <= t.target))
+		if !t.r.skipped() {
+			fmt.Fprintf(tw, "  %s\t%.2f×\t≤ %.2f×\t%s\t\n", t.name, t.r.ratio(cpu), t.target, pass(t.r.ratio(cpu) <= t.target))
+		}
 	}
 	_ = tw.Flush()
 
 	fmt.Fprintln(w, "\nnotes:")
-	fmt.Fprintf(w, "  %s: p99 bare %.0f µs, gw %.0f µs; added p99 per round %+.0f…%+.0f µs\n", rep.rate.name,
-		med(rep.rate.bare, func(s sample) float64 { return µs(s.p99) }), med(rep.rate.gw, func(s sample) float64 { return µs(s.p99) }), addedLo, addedHi)
-	for _, r := range []row{rep.hot, rep.rate, rep.warm, rep.redis, rep.miss, rep.rlRedis, rep.rlLocal} {
+	if !rep.rate.skipped() {
+		fmt.Fprintf(w, "  %s: p99 bare %.0f µs, gw %.0f µs; added p99 per round %+.0f…%+.0f µs\n", rep.rate.name,
+			med(rep.rate.bare, func(s sample) float64 { return µs(s.p99) }), med(rep.rate.gw, func(s sample) float64 { return µs(s.p99) }), addedLo, addedHi)
+	}
+	for _, r := range []row{rep.hot, rep.rate, rep.warm, rep.redis, rep.miss, rep.rlRedis, rep.rlRedisMany, rep.rlLocal} {
+		if r.skipped() {
+			continue
+		}
 		rl, rh := r.spread(rps)
 		cl, ch := r.spread(cpu)
 		fmt.Fprintf(w, "  %s: per-round ratios rps %.2f–%.2f×, cpu %.2f–%.2f×\n", r.name, rl, rh, cl, ch)

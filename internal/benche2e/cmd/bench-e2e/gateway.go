@@ -140,3 +140,6 @@ func lookups(before, after map[string]float64) string {
 	}
 	return out
 }
+
+// side is the gateway as a proxy under test.
+func (g *gateway) side() side { return side{pid: g.pid(), url: g.URL, admin: g.admin} }

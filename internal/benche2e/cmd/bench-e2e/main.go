@@ -15,6 +15,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -32,7 +34,15 @@ type options struct {
 	rate     float64
 	keep     bool
 	access   bool
+	only     map[string]bool // scenario groups to run; empty: all
+	profile  string          // directory for each scenario's gateway CPU profile; empty: none
 }
+
+// scenarioGroups are the names -only takes, in the order they run.
+var scenarioGroups = []string{"local", "redis", "ratelimit", "miss"}
+
+// runs reports whether the scenario group is to run.
+func (o options) runs(group string) bool { return len(o.only) == 0 || o.only[group] }
 
 func main() {
 	var o options
@@ -44,7 +54,25 @@ func main() {
 	flag.Float64Var(&o.rate, "rate", 1000, "requests per second of the fixed-rate (open-loop) run")
 	flag.BoolVar(&o.access, "access-log", false, "keep the gateway's access log on (log.access), written to the gateway's log file")
 	flag.BoolVar(&o.keep, "keep", false, "keep the binaries, configurations and logs (the directory is printed first)")
+	only := flag.String("only", "", "comma-separated scenario groups to run (local, redis, ratelimit, miss); default all")
+	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of the gateway's first measured run of each scenario to this directory (<scenario>.pprof, from server.pprof)")
 	flag.Parse()
+	if *only != "" {
+		o.only = map[string]bool{}
+		for _, g := range strings.Split(*only, ",") {
+			if !slices.Contains(scenarioGroups, g) {
+				fmt.Fprintf(os.Stderr, "bench-e2e: -only %q: want some of %s\n", g, strings.Join(scenarioGroups, ","))
+				os.Exit(2)
+			}
+			o.only[g] = true
+		}
+	}
+	if o.profile != "" {
+		if err := os.MkdirAll(o.profile, 0o755); err != nil {
+			fmt.Fprintf(os.Stderr, "bench-e2e: -profile: %v\n", err)
+			os.Exit(2)
+		}
+	}
 	if o.rounds < 1 || o.conc < 1 || o.callers < 10 || o.rate <= 0 || o.duration <= 0 {
 		fmt.Fprintln(os.Stderr, "bench-e2e: -rounds, -c, -rate, -duration must be positive and -callers at least 10")
 		os.Exit(2)
@@ -72,9 +100,6 @@ func run(env *benche2e.Env, o options) *report {
 	} else {
 		dir = env.TempDir()
 	}
-	step := func(format string, args ...any) {
-		fmt.Fprintf(os.Stderr, "bench-e2e: "+format+"\n", args...)
-	}
 	is := testenv.NewIssuer(env)
 	var tokens []string
 	minted := make(chan struct{})
@@ -90,16 +115,47 @@ func run(env *benche2e.Env, o options) *report {
 	bare := start(env, filepath.Join(dir, "bareproxy"), true, "-upstream", up.URL)
 	hot := tokens[:1]
 
-	b := &bench{o: o, bare: side{pid: bare.pid(), url: bare.URL}}
-	rep := &report{loadStart: loadAverage()}
+	s := &suite{env: env, o: o, dir: dir, is: is, upstream: up.URL, tokens: tokens, hot: hot,
+		b:   &bench{o: o, bare: side{pid: bare.pid(), url: bare.URL}},
+		rep: &report{loadStart: loadAverage()}}
+	for _, g := range []struct {
+		name string
+		run  func()
+	}{{"local", s.local}, {"redis", s.redis}, {"ratelimit", s.rateLimits}, {"miss", s.miss}} {
+		if o.runs(g.name) {
+			g.run()
+		}
+	}
+	return s.rep
+}
 
-	// Local metadata: the hot path, the fixed rate, memory, 10k warm callers.
+// suite is what every scenario shares: the orchestrator's issuer, the
+// built binaries, the upstream and the bare proxy, the tokens, the report.
+type suite struct {
+	env      *benche2e.Env
+	o        options
+	dir      string
+	is       *testenv.Issuer
+	upstream string
+	tokens   []string
+	hot      []string
+	b        *bench
+	rep      *report
+}
+
+func step(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench-e2e: "+format+"\n", args...)
+}
+
+// local is the local-metadata scenarios: the hot path, the fixed rate, memory, warm callers.
+func (s *suite) local() {
+	env, o, b, rep, tokens, hot := s.env, s.o, s.b, s.rep, s.tokens, s.hot
 	step("scenario: local metadata (hot path, fixed rate, memory, %d warm callers)", o.callers)
-	gw := startGateway(env, dir, is, up.URL, gwConfig{name: "local", accessLog: o.access,
+	gw := startGateway(s.env, s.dir, s.is, s.upstream, gwConfig{name: "local", accessLog: o.access,
 		metadata: map[string]any{"source": "local", "local": map[string]any{"clients": localClients(o.callers)}},
 		cache:    map[string]any{"ttl": "1h", "max_entries": 100000},
 	})
-	b.gw = side{pid: gw.pid(), url: gw.URL}
+	b.gw = gw.side()
 	b.warm(env, hot)
 	rep.hot = b.closed(env, "hot path (1 caller, L1)", hot)
 	rep.rate = b.open(env, fmt.Sprintf("hot path, %.0f rps open loop", o.rate), hot)
@@ -121,55 +177,72 @@ func run(env *benche2e.Env, o options) *report {
 	rep.warm = b.closed(env, fmt.Sprintf("%d warm callers (L1)", o.callers), tokens)
 	rep.warm.note = lookups(m0, gw.metrics(env))
 	gw.stop()
+}
 
+// redis is the L1-miss, Redis-hit scenario.
+func (s *suite) redis() {
+	env, o, b, rep, tokens := s.env, s.o, s.b, s.rep, s.tokens
 	// Redis: an L1 of one entry, so nearly every lookup is a Redis GET.
 	step("scenario: L1 miss, Redis hit")
 	rd := testenv.StartRedis(env)
-	gw = startGateway(env, dir, is, up.URL, gwConfig{name: "redis", accessLog: o.access,
+	gw := startGateway(s.env, s.dir, s.is, s.upstream, gwConfig{name: "redis", accessLog: o.access,
 		metadata: map[string]any{"source": "local", "local": map[string]any{"clients": localClients(o.callers)}},
 		cache:    map[string]any{"ttl": "1h", "max_entries": 1, "redis": map[string]any{"url": rd.URL}},
 	})
-	b.gw = side{pid: gw.pid(), url: gw.URL}
+	b.gw = gw.side()
 	b.warm(env, tokens) // fills Redis (and the verified-token cache)
-	m0 = gw.metrics(env)
+	m0 := gw.metrics(env)
 	rep.redis = b.closed(env, fmt.Sprintf("L1 miss, Redis hit (%d callers)", o.callers), tokens)
 	rep.redis.note = lookups(m0, gw.metrics(env))
 	gw.stop()
 	rd.Kill()
+}
 
-	// Rate limits: the hot path with a limit that never refuses against
-	// the same gateway without one, with the counter in Redis and with
-	// the local limiter. Here "bare" is the gateway without the limit.
-	for _, withRedis := range []bool{true, false} {
-		name, cache := "local limiter", map[string]any{"ttl": "1h"}
-		var rrd *testenv.Redis
-		if withRedis {
-			rrd = testenv.StartRedis(env)
-			name, cache = "Redis", map[string]any{"ttl": "1h", "redis": map[string]any{"url": rrd.URL}}
+// rateLimits is the hot path with a rate limit that never refuses,
+// against the same gateway without one ("bare" here): with the counter in
+// Redis and with the local limiter; and with Redis for many callers, each
+// seen too rarely on a replica to take tokens in leases, so every request
+// is a round trip.
+func (s *suite) rateLimits() {
+	env, o, rep := s.env, s.o, s.rep
+	for _, v := range []struct {
+		name    string
+		redis   bool
+		tokens  []string
+		clients int
+		row     *row
+	}{
+		{"hot path, rate limit (Redis)", true, s.hot, 1, &rep.rlRedis},
+		{fmt.Sprintf("%d callers, rate limit (Redis)", o.callers), true, s.tokens, o.callers, &rep.rlRedisMany},
+		{"hot path, rate limit (local limiter)", false, s.hot, 1, &rep.rlLocal},
+	} {
+		cache := map[string]any{"ttl": "1h", "max_entries": 100000}
+		var rd *testenv.Redis
+		if v.redis {
+			rd = testenv.StartRedis(env)
+			cache["redis"] = map[string]any{"url": rd.URL}
 		}
-		step("scenario: rate limit (%s) against the same gateway without it", name)
-		md := map[string]any{"source": "local", "local": map[string]any{"clients": localClients(1)}}
-		plain := startGateway(env, dir, is, up.URL, gwConfig{name: "rl-off", accessLog: o.access, metadata: md, cache: cache})
-		limited := startGateway(env, dir, is, up.URL, gwConfig{name: "rl-on", accessLog: o.access, metadata: md, cache: cache, rateLimit: true})
-		rb := &bench{o: o, bare: side{pid: plain.pid(), url: plain.URL}, gw: side{pid: limited.pid(), url: limited.URL}}
-		rb.warm(env, hot)
-		r := rb.closed(env, "hot path, rate limit ("+name+") vs off", hot)
-		if withRedis {
-			rep.rlRedis = r
-		} else {
-			rep.rlLocal = r
-		}
+		step("scenario: %s against the same gateway without it", v.name)
+		md := map[string]any{"source": "local", "local": map[string]any{"clients": localClients(v.clients)}}
+		plain := startGateway(env, s.dir, s.is, s.upstream, gwConfig{name: "rl-off", accessLog: o.access, metadata: md, cache: cache})
+		limited := startGateway(env, s.dir, s.is, s.upstream, gwConfig{name: "rl-on", accessLog: o.access, metadata: md, cache: cache, rateLimit: true})
+		rb := &bench{o: o, bare: plain.side(), gw: limited.side()}
+		rb.warm(env, v.tokens)
+		*v.row = rb.closed(env, v.name+" vs off", v.tokens)
 		plain.stop()
 		limited.stop()
-		if rrd != nil {
-			rrd.Kill()
+		if rd != nil {
+			rd.Kill()
 		}
 	}
+}
 
-	// Full miss: every lookup asks the tenant emulator's Management API.
+// miss is the full-miss scenario against the tenant emulator.
+func (s *suite) miss() {
+	env, o, b, rep, tokens := s.env, s.o, s.b, s.rep, s.tokens
 	step("scenario: full miss against the tenant emulator")
-	tenant := start(env, filepath.Join(dir, "tenant"), true, "-clients", fmt.Sprint(o.callers))
-	gw = startGateway(env, dir, is, up.URL, gwConfig{name: "auth0", accessLog: o.access,
+	tenant := start(env, filepath.Join(s.dir, "tenant"), true, "-clients", fmt.Sprint(o.callers))
+	gw := startGateway(s.env, s.dir, s.is, s.upstream, gwConfig{name: "auth0", accessLog: o.access,
 		metadata: map[string]any{"source": "auth0", "auth0": map[string]any{
 			"management_url": tenant.URL, "client_id": benche2e.M2MClientID, "client_secret": benche2e.M2MClientSecret,
 			// The scenario measures a miss, not the budget that protects
@@ -179,14 +252,13 @@ func run(env *benche2e.Env, o options) *report {
 		// Fresh for 1ns and never served stale: every lookup is a miss.
 		cache: map[string]any{"ttl": "1ns", "negative_ttl": "1ns", "stale_while_revalidate": "0s", "stale_if_error": "0s"},
 	})
-	b.gw = side{pid: gw.pid(), url: gw.URL}
+	b.gw = gw.side()
 	b.warm(env, tokens) // the verified-token cache; the metadata expires at once
-	m0 = gw.metrics(env)
+	m0 := gw.metrics(env)
 	rep.miss = b.closed(env, fmt.Sprintf("full miss, tenant emulator (%d callers)", o.callers), tokens)
 	rep.miss.note = lookups(m0, gw.metrics(env))
 	gw.stop()
 	tenant.stop()
-	return rep
 }
 
 // mint signs one client-credentials token per caller, on every core.
